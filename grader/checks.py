@@ -1,0 +1,280 @@
+"""Tensor assertions shared by every autotest.
+
+Each check raises :class:`~grader.verdicts.CheckFailed` with a bilingual message that states what
+was expected and what came back: shapes, dtypes, devices, the largest errors and where they are.
+Closeness is elementwise (atol + rtol) **and** gated on the relative L2 error, so an output of all
+zeros cannot slip through a loose ``atol``. A ``mistakes`` map names common wrong answers: when the
+submission's output matches one of them, the message says which mistake it looks like.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from grader.i18n import Msg, both
+from grader.verdicts import CheckFailed
+from grader.worker.wire import tensor_facts
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    rel_l2: float
+
+
+TOLERANCES: dict[torch.dtype, Tolerance] = {
+    torch.float64: Tolerance(atol=1e-8, rtol=1e-6, rel_l2=1e-6),
+    torch.float32: Tolerance(atol=1e-5, rtol=1e-4, rel_l2=1e-4),
+    torch.float16: Tolerance(atol=1e-3, rtol=1e-2, rel_l2=1e-2),
+    torch.bfloat16: Tolerance(atol=1e-2, rtol=2e-2, rel_l2=2e-2),
+}
+EXACT = Tolerance(0.0, 0.0, 0.0)
+
+
+def tolerance_for(dtype: torch.dtype) -> Tolerance:
+    return TOLERANCES.get(dtype, EXACT)
+
+
+def fail(message: Msg, hint: Msg | None = None) -> None:
+    raise CheckFailed(message + hint if hint else message)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def assert_tensor(got: Any, what: str) -> torch.Tensor:
+    if not isinstance(got, torch.Tensor):
+        fail(Msg(f"{what}：应返回 torch.Tensor，实际得到 {type(got).__name__}",
+                 f"{what}: expected a torch.Tensor, got {type(got).__name__}"))
+    return got
+
+
+def assert_shape(got: Any, shape: Sequence[int], what: str, hint: Msg | None = None) -> None:
+    """The exact shape: no broadcasting, no squeezing."""
+    t = assert_tensor(got, what)
+    if list(t.shape) != [int(s) for s in shape]:
+        fail(Msg(f"{what}：形状应为 {_fmt_shape(shape)}，实际为 {_fmt_shape(t.shape)}",
+                 f"{what}: expected shape {_fmt_shape(shape)}, got {_fmt_shape(t.shape)}"), hint)
+
+
+def assert_dtype(got: Any, dtype: torch.dtype, what: str, hint: Msg | None = None) -> None:
+    t = assert_tensor(got, what)
+    if t.dtype != dtype:
+        fail(Msg(f"{what}：dtype 应为 {dtype}，实际为 {t.dtype}", f"{what}: expected dtype {dtype}, got {t.dtype}"),
+             hint)
+
+
+def assert_device(got: Any, device: str | torch.device, what: str, hint: Msg | None = None) -> None:
+    """The device the tensor was on where it was made (the worker, for student results)."""
+    t = assert_tensor(got, what)
+    expected = torch.device(device)
+    actual = torch.device(tensor_facts(t).device)
+    same = actual.type == expected.type and (expected.index is None or actual.index == expected.index)
+    if not same:
+        fail(Msg(f"{what}：应在设备 {expected} 上，实际在 {actual} 上",
+                 f"{what}: expected device {expected}, got {actual}"), hint)
+
+
+def assert_finite(got: Any, what: str, hint: Msg | None = None) -> None:
+    t = assert_tensor(got, what)
+    if t.is_floating_point() and t.device.type != "meta":
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            index = tuple(int(i) for i in bad.nonzero()[0])
+            fail(Msg(f"{what}：包含 NaN/Inf（共 {int(bad.sum())} 个，首个位于索引 {index}，值 {t[index].item()}）",
+                     f"{what}: contains NaN/Inf ({int(bad.sum())} elements, first at index {index}: {t[index].item()})"),
+                 hint)
+
+
+def _matches(got: torch.Tensor, expected: torch.Tensor, tol: Tolerance) -> bool:
+    if list(got.shape) != list(expected.shape):
+        return False
+    g, e = got.detach().double(), expected.detach().double()
+    if not torch.equal(torch.isnan(g), torch.isnan(e)):
+        return False
+    g, e = torch.nan_to_num(g, nan=0.0), torch.nan_to_num(e, nan=0.0)
+    if bool(((g - e).abs() > tol.atol + tol.rtol * e.abs()).any()):
+        return False
+    return _rel_l2(g, e) <= tol.rel_l2 or tol.rel_l2 == 0 and torch.equal(g, e)
+
+
+def _rel_l2(g: torch.Tensor, e: torch.Tensor) -> float:
+    diff = torch.linalg.vector_norm(g - e).item()
+    scale = torch.linalg.vector_norm(e).item()
+    if scale == 0.0:
+        return 0.0 if diff == 0.0 else math.inf
+    return diff / scale
+
+
+def _diagnose(got: torch.Tensor, mistakes: Mapping[Msg, Any] | None, tol: Tolerance) -> Msg | None:
+    for hint, wrong in (mistakes or {}).items():
+        if isinstance(wrong, torch.Tensor) and _matches(got, wrong, tol):
+            return Msg("看起来像常见错误：", "This looks like a common mistake: ") + hint
+    return None
+
+
+def assert_close(
+    got: Any,
+    expected: torch.Tensor,
+    what: str,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    rel_l2: float | None = None,
+    check_dtype: bool = True,
+    hint: Msg | None = None,
+    mistakes: Mapping[Msg, Any] | None = None,
+) -> None:
+    """Shape, dtype and values of ``got`` match ``expected`` within the dtype's tolerance."""
+    t = assert_tensor(got, what)
+    assert_shape(t, expected.shape, what, hint)
+    if check_dtype:
+        assert_dtype(t, expected.dtype, what, hint)
+    default = tolerance_for(expected.dtype)
+    tol = Tolerance(
+        default.atol if atol is None else atol,
+        default.rtol if rtol is None else rtol,
+        default.rel_l2 if rel_l2 is None else rel_l2,
+    )
+    if t.device.type == "meta" or expected.device.type == "meta":
+        return
+    if _matches(t, expected, tol):
+        return
+    g, e = t.detach().double().cpu(), expected.detach().double().cpu()
+    nan_mismatch = ~torch.eq(torch.isnan(g), torch.isnan(e))
+    abs_err = torch.where(nan_mismatch, torch.full_like(g, math.inf), torch.nan_to_num(g - e, nan=0.0).abs())
+    if abs_err.numel() == 0:
+        return
+    flat = int(abs_err.argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), abs_err.shape))
+    rl2 = _rel_l2(torch.nan_to_num(g), torch.nan_to_num(e))
+    gv, ev = g.reshape(-1)[flat].item(), e.reshape(-1)[flat].item()
+    rel_err = abs(gv - ev) / abs(ev) if ev != 0 else math.inf
+    where = f"{index}" if index else "()"
+    detail = Msg(
+        f"{what}：数值与期望不符。最大绝对误差 {abs_err.reshape(-1)[flat].item():.3g}，位于索引 {where}"
+        f"（得到 {gv:.6g}，期望 {ev:.6g}，相对误差 {rel_err:.3g}）；相对 L2 误差 {rl2:.3g}"
+        f"（允许 atol={tol.atol:g}, rtol={tol.rtol:g}, 相对L2={tol.rel_l2:g}）",
+        f"{what}: values differ from the expected result. Max abs error {abs_err.reshape(-1)[flat].item():.3g} "
+        f"at index {where} (got {gv:.6g}, expected {ev:.6g}, rel error {rel_err:.3g}); relative L2 error "
+        f"{rl2:.3g} (allowed atol={tol.atol:g}, rtol={tol.rtol:g}, rel-L2={tol.rel_l2:g})",
+    )
+    if bool((g == 0).all()) and not bool((e == 0).all()):
+        detail = detail + Msg("（输出全为 0）", "(the output is all zeros)")
+    diagnosis = _diagnose(t, mistakes, tol)
+    fail(diagnosis + detail if diagnosis else detail, hint)
+
+
+def assert_number_close(got: Any, expected: float, what: str, *, atol: float, hint: Msg | None = None) -> None:
+    """A Python number (not a tensor) within ``atol`` of ``expected``."""
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        fail(Msg(f"{what}：应返回 Python 数字（float），实际得到 {type(got).__name__}（可用 .item()）",
+                 f"{what}: expected a Python number (float), got {type(got).__name__} (use .item())"), hint)
+    if not math.isfinite(got) or abs(got - expected) > atol:
+        fail(Msg(f"{what}：得到 {got:.6g}，期望 {expected:.6g}（允许误差 {atol:g}）",
+                 f"{what}: got {got:.6g}, expected {expected:.6g} (tolerance {atol:g})"), hint)
+
+
+def assert_grad(got: Any, expected: torch.Tensor, what: str, hint: Msg | None = None, **tolerance: Any) -> None:
+    """A gradient that must exist and match ``expected``."""
+    if got is None:
+        fail(Msg(f"{what} 没有得到梯度（.grad 为 None）：计算图是否断开（detach/.item()/no_grad）？",
+                 f"No gradient reached {what} (.grad is None): is the graph broken (detach, .item(), no_grad)?"),
+             hint)
+    assert_close(got, expected, f"grad of {what}", hint=hint, **tolerance)
+
+
+def assert_no_grad(got: Any, what: str, hint: Msg | None = None) -> None:
+    """A tensor that must not have received a gradient (frozen, or a head that did not run)."""
+    if got is not None and not (isinstance(got, torch.Tensor) and bool((got == 0).all())):
+        fail(Msg(f"{what} 不应得到梯度，但它的 .grad 不为空",
+                 f"{what} should not receive a gradient, but its .grad is set"), hint)
+
+
+def assert_attached(got: Any, what: str, hint: Msg | None = None) -> None:
+    """An output that must still be part of the autograd graph."""
+    t = assert_tensor(got, what)
+    if not tensor_facts(t).requires_grad:
+        fail(Msg(f"{what}：输出已脱离计算图（requires_grad=False），梯度无法回传。不要使用 detach()/.data/.item()/torch.no_grad()",
+                 f"{what}: the output is detached from the autograd graph (requires_grad=False), so no gradient can "
+                 "flow back. Avoid detach(), .data, .item() and torch.no_grad() here"), hint)
+
+
+def assert_true(condition: bool, message: Msg, hint: Msg | None = None) -> None:
+    if not condition:
+        fail(message, hint)
+
+
+def assert_equal(got: Any, expected: Any, what: str, hint: Msg | None = None) -> None:
+    if type(got) is not type(expected) or got != expected:
+        fail(Msg(f"{what}：得到 {got!r}，期望 {expected!r}", f"{what}: got {got!r}, expected {expected!r}"), hint)
+
+
+def assert_gradcheck(
+    impl: Any,
+    name: str,
+    args: Sequence[Any],
+    *,
+    wrt: Sequence[int] = (0,),
+    kwargs: Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    directions: int = 3,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    hint: Msg | None = None,
+) -> None:
+    """Backward agrees with finite differences of forward, in float64, through ``impl``.
+
+    A randomised gradcheck: for random unit directions ``u`` and cotangents ``v`` it compares
+    ``<vjp(v), u>`` from the implementation's backward with ``(v·f(x+εu) − v·f(x−εu)) / 2ε``
+    computed here from its forward outputs. A few calls decide it, whatever the input size.
+    """
+    kwargs = dict(kwargs or {})
+    args = [a.double() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    what = f"{name}()"
+    for k in range(directions):
+        out = impl.call(name, *args, **kwargs)
+        assert_tensor(out, what)
+        v = torch.randn(out.shape, dtype=torch.float64, generator=generator)
+        result = impl.vjp(name, args, grad_output=v, wrt=wrt, **kwargs)
+        assert_attached(result["output"], what, hint)
+        us = []
+        analytic = 0.0
+        for pos, grad in zip(wrt, result["grads"]):
+            if grad is None:
+                fail(Msg(f"{what}：第 {pos} 个输入没有得到梯度", f"{what}: no gradient reached input {pos}"), hint)
+            assert_shape(grad, args[pos].shape, f"grad of input {pos} of {what}", hint)
+            u = torch.randn(args[pos].shape, dtype=torch.float64, generator=generator)
+            u = u / torch.linalg.vector_norm(u).clamp_min(1e-12)
+            us.append(u)
+            analytic += float((grad.double() * u).sum())
+        plus, minus = list(args), list(args)
+        for pos, u in zip(wrt, us):
+            plus[pos] = args[pos] + eps * u
+            minus[pos] = args[pos] - eps * u
+        f_plus = impl.call(name, *plus, **kwargs)
+        f_minus = impl.call(name, *minus, **kwargs)
+        numeric = float(((f_plus.double() - f_minus.double()) * v).sum()) / (2 * eps)
+        if abs(analytic - numeric) > atol + rtol * abs(numeric):
+            fail(Msg(
+                f"{what}：反向传播的梯度与前向的数值差分不一致（方向导数：backward 得 {analytic:.6g}，"
+                f"数值差分得 {numeric:.6g}）。检查 backward 的公式，以及是否乘以 grad_output。",
+                f"{what}: gradients from backward disagree with finite differences of forward (directional "
+                f"derivative {analytic:.6g} from backward vs {numeric:.6g} numerically). Check the backward "
+                "formula and that it multiplies by grad_output.",
+            ), hint)
+
+
+__all__ = [
+    "assert_gradcheck",
+    "Tolerance", "TOLERANCES", "tolerance_for", "fail", "both", "assert_tensor", "assert_shape",
+    "assert_dtype", "assert_device", "assert_finite", "assert_close", "assert_number_close",
+    "assert_grad", "assert_no_grad", "assert_attached", "assert_true", "assert_equal",
+]

@@ -1,0 +1,112 @@
+"""One grading run: the submission's worker, the reference, the secret salt, and the results so far.
+
+The pytest plugin asks this object for the fixtures tests use (``student``, ``reference``, ``rng``)
+and hands it each test's outcome. It lives in the grader process only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from grader.catalog import Course, ExerciseSpec
+from grader.i18n import Lang, Msg
+from grader.implementations import LocalImplementation, RemoteImplementation, load_module
+from grader.remote import OutputCapture, WorkerSession
+from grader.report import TestResult
+from grader.sandbox import Limits, Sandbox, WorkerLaunch, get_sandbox
+from grader.verdicts import Status, SubmissionProblem
+
+
+def new_seed_id() -> str:
+    """A fresh secret salt, shown as the run's seed id once grading is over."""
+    return secrets.token_hex(8)
+
+
+@dataclass(eq=False)  # registered as a pytest plugin, so it must stay hashable
+class GradingRun:
+    course: Course
+    modules_dir: Path | None  # the submission's exercise files; None: grade nothing (all "not submitted")
+    sandbox_name: str = "process"
+    reference_dir: Path | None = None  # None where the reference is not available (students)
+    seed_id: str = field(default_factory=new_seed_id)
+    lang: Lang = "en"
+    limits: Limits = field(default_factory=Limits)
+    gpus: str | None = None
+    on_result: Callable[[TestResult], None] | None = None
+    print_summary: bool = True  # plain pytest prints the scores; ``grader`` prints its own summary
+    results: list[TestResult] = field(default_factory=list)
+    capture: OutputCapture = field(default_factory=OutputCapture)
+    _sandbox: Sandbox | None = None
+    _session: WorkerSession | None = None
+    _reference_session: WorkerSession | None = None
+    _students: dict[str, RemoteImplementation] = field(default_factory=dict)
+
+    # -- implementations -------------------------------------------------------------------
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = get_sandbox(self.sandbox_name)
+        return self._sandbox
+
+    @property
+    def session(self) -> WorkerSession | None:
+        return self._session
+
+    def submitted(self, exercise: str) -> bool:
+        return self.modules_dir is not None and (self.modules_dir / f"{exercise}.py").is_file()
+
+    def student(self, spec: ExerciseSpec) -> RemoteImplementation:
+        if not self.submitted(spec.id):
+            raise SubmissionProblem(Msg("未提交该练习文件", "This exercise was not submitted"), Status.NOT_SUBMITTED)
+        if self._session is None:
+            assert self.modules_dir is not None
+            launch = WorkerLaunch(self.modules_dir, self.limits, self.gpus)
+            self._session = WorkerSession(self.sandbox, launch, self.capture)
+        if spec.id not in self._students:
+            self._students[spec.id] = RemoteImplementation(self._session, spec.id, spec.call_timeout_s)
+        return self._students[spec.id]
+
+    def reference(self, spec: ExerciseSpec) -> LocalImplementation | None:
+        path = self.reference_dir / f"{spec.id}.py" if self.reference_dir else None
+        if path is None or not path.is_file():
+            return None
+        return LocalImplementation(load_module(path, spec.id), spec.id)
+
+    def reference_remote(self, spec: ExerciseSpec) -> RemoteImplementation | None:
+        """The reference in a worker of its own, so speed is measured the same way on both sides."""
+        if self.reference_dir is None or not (self.reference_dir / f"{spec.id}.py").is_file():
+            return None
+        if self._reference_session is None:
+            from grader.sandbox.process import ProcessSandbox  # trusted code: no isolation needed
+
+            self._reference_session = WorkerSession(ProcessSandbox(), WorkerLaunch(self.reference_dir, self.limits))
+        return RemoteImplementation(self._reference_session, spec.id, spec.call_timeout_s)
+
+    # -- seeds -----------------------------------------------------------------------------
+    def seed(self, nodeid: str) -> int:
+        """A per-test seed derived from the secret salt: unguessable before, replayable after."""
+        digest = hmac.new(self.seed_id.encode(), nodeid.encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+    def generator(self, nodeid: str) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed(nodeid))
+
+    # -- results ---------------------------------------------------------------------------
+    def record(self, result: TestResult) -> None:
+        self.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def close(self) -> None:
+        for session in (self._session, self._reference_session):
+            if session is not None:
+                session.close()
+        if self._sandbox is not None:
+            self._sandbox.close()

@@ -1,0 +1,120 @@
+"""The grading pipeline: ingest → sandbox → probe and check (pytest) → score → report.
+
+Each stage is one function so the whole run reads top to bottom in :func:`grade_submission`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from grader.catalog import Course
+from grader.grading import GradingRun, new_seed_id
+from grader.i18n import Lang, Msg
+from grader.ingest import Submission, extract_submission
+from grader.plugin import RUN_PLUGIN_NAME
+from grader.report import ExerciseResult, Report, TestResult
+from grader.sandbox import Limits
+
+
+class _RegisterRun:
+    """Hands the pipeline's GradingRun to the plugin before any test is collected."""
+
+    def __init__(self, run: GradingRun) -> None:
+        self.run = run
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.pluginmanager.register(self.run, RUN_PLUGIN_NAME)
+
+
+def run_autotests(run: GradingRun, *, markexpr: str = "", keyword: str = "",
+                  exercises: list[str] | None = None) -> int:
+    """Run the course's autotests against ``run``'s implementation; results land in ``run.results``."""
+    autotests = run.course.autotests_dir
+    targets = [str(autotests / f"test_{e}.py") for e in exercises] if exercises else [str(autotests)]
+    args = [*targets, "-q", "-p", "no:cacheprovider", "--tb=no", "--no-header", "-rN",
+            "--rootdir", str(autotests), "-c", str(autotests / "pytest.ini")]
+    if markexpr:
+        args += ["-m", markexpr]
+    if keyword:
+        args += ["-k", keyword]
+    return int(pytest.main(args, plugins=[_RegisterRun(run)]))
+
+
+def build_report(run: GradingRun, submission: Submission | None, started: float) -> Report:
+    by_exercise: dict[str, list[TestResult]] = {}
+    for result in run.results:
+        by_exercise.setdefault(result.exercise, []).append(result)
+    exercises = [
+        ExerciseResult(
+            id=spec.id,
+            title=spec.title,
+            submitted=run.submitted(spec.id),
+            tests=by_exercise.get(spec.id, []),
+            output=run.capture.text(spec.id),
+        )
+        for spec in run.course.exercises()
+        if spec.id in by_exercise
+    ]
+    warnings: list[Msg] = []
+    if not run.sandbox.isolated:
+        warnings.append(Msg(
+            "学生代码在普通子进程中运行，未做任何隔离（--sandbox process）。",
+            "Student code ran in a plain subprocess with no isolation (--sandbox process).",
+        ))
+    session = run.session
+    return Report(
+        exercises=exercises,
+        lang=run.lang,
+        seed_id=run.seed_id,
+        sandbox={"backend": run.sandbox.name, "isolated": run.sandbox.isolated,
+                 "worker_restarts": session.restarts if session else 0},
+        environment=session.facts if session else {},
+        warnings=warnings,
+        ignored_files=submission.ignored if submission else [],
+        duration_s=time.monotonic() - started,
+    )
+
+
+def grade_submission(
+    zip_path: Path,
+    course: Course,
+    *,
+    sandbox: str = "process",
+    lang: Lang = "en",
+    seed_id: str | None = None,
+    keyword: str = "",
+    limits: Limits | None = None,
+    gpus: str | None = None,
+    on_result: Callable[[TestResult], None] | None = None,
+) -> Report:
+    """Grade one submission zip with every autotest (public and hidden) of the course."""
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="grader-submission-"))
+    try:
+        submission = extract_submission(zip_path, workdir / "submission")
+        run = GradingRun(
+            course=course,
+            modules_dir=submission.exercises_dir,
+            sandbox_name=sandbox,
+            reference_dir=course.solutions_dir,
+            seed_id=seed_id or new_seed_id(),
+            lang=lang,
+            limits=limits or Limits(),
+            gpus=gpus,
+            on_result=on_result,
+            print_summary=False,
+        )
+        try:
+            run_autotests(run, keyword=keyword)
+            return build_report(run, submission, started)
+        finally:
+            run.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

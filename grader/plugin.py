@@ -1,0 +1,210 @@
+"""The pytest plugin that turns autotests into a grader: markers, fixtures and result capture.
+
+Loaded by ``autotests/conftest.py``. Under ``grader run`` the pipeline registers its
+:class:`~grader.grading.GradingRun`; under plain ``pytest autotests`` (a student's machine) the
+plugin makes one from the command-line options, grading ``exercises/`` of the course.
+
+Every test declares, with markers, its points, one kind (``shape``, ``gradient``, ``accuracy``,
+``speed``) and one visibility (``public``, ``hidden``); :func:`graded` applies them together.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import torch
+
+from grader.catalog import Course, ExerciseSpec, default_course
+from grader.grading import GradingRun
+from grader.i18n import Msg
+from grader.implementations import LocalImplementation, RemoteImplementation
+from grader.report import TestResult
+from grader.verdicts import CheckFailed, Status, SubmissionProblem
+
+KINDS = ("shape", "gradient", "accuracy", "speed")
+VISIBILITIES = ("public", "hidden")
+RUN_PLUGIN_NAME = "grader-run"
+
+
+def graded(*, task: str, kind: str, points: float, visibility: str = "hidden") -> Callable[[Any], Any]:
+    """Mark a test with its task, kind, points and visibility in one decorator."""
+    if kind not in KINDS or visibility not in VISIBILITIES:
+        raise ValueError(f"kind must be one of {KINDS} and visibility one of {VISIBILITIES}")
+    marks = [pytest.mark.task(task), getattr(pytest.mark, kind), getattr(pytest.mark, visibility),
+             pytest.mark.points(points)]
+
+    def apply(fn: Any) -> Any:
+        for mark in marks:
+            fn = mark(fn)
+        return fn
+
+    return apply
+
+
+# -- configuration -----------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grader")
+    group.addoption("--submission", help="folder with the exercise files to grade (default: the course's exercises/)")
+    group.addoption("--reference", help="folder with the reference solutions (default: the course's solutions/)")
+    group.addoption("--sandbox", default="process", help="sandbox backend for student code")
+    group.addoption("--seed-id", help="replay the inputs of an earlier run")
+    group.addoption("--lang", default="en", choices=["en", "zh"])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "exercise(id): the exercise a test module grades")
+    config.addinivalue_line("markers", "task(name): the task (function or class) a test grades")
+    config.addinivalue_line("markers", "points(n): points the test is worth")
+    config.addinivalue_line("markers", "timeout_s(n): the test's time budget, overriding the exercise's")
+    for kind in KINDS:
+        config.addinivalue_line("markers", f"{kind}: a {kind} check")
+    for visibility in VISIBILITIES:
+        config.addinivalue_line("markers", f"{visibility}: visible to students" if visibility == "public"
+                                else f"{visibility}: run only by the grader")
+    if config.pluginmanager.get_plugin(RUN_PLUGIN_NAME) is None:
+        course = default_course()
+        submission = config.getoption("--submission")
+        modules = Path(submission) if submission else course.exercises_dir
+        if (modules / "exercises").is_dir():
+            modules = modules / "exercises"
+        reference = config.getoption("--reference")
+        run_kwargs: dict[str, Any] = {}
+        if config.getoption("--seed-id"):
+            run_kwargs["seed_id"] = config.getoption("--seed-id")
+        run = GradingRun(
+            course=course,
+            modules_dir=modules.resolve(),
+            sandbox_name=config.getoption("--sandbox"),
+            reference_dir=Path(reference).resolve() if reference else course.solutions_dir,
+            lang=config.getoption("--lang"),
+            **run_kwargs,
+        )
+        config.pluginmanager.register(run, RUN_PLUGIN_NAME)
+        config.add_cleanup(run.close)
+    torch.set_num_threads(1)
+
+
+def grading_run(config: pytest.Config) -> GradingRun:
+    return config.pluginmanager.get_plugin(RUN_PLUGIN_NAME)
+
+
+def _marker_arg(item: pytest.Item, name: str) -> Any:
+    mark = item.get_closest_marker(name)
+    return mark.args[0] if mark and mark.args else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse tests that do not declare what they are worth: a grader must not guess."""
+    problems = []
+    for item in items:
+        kinds = [k for k in KINDS if item.get_closest_marker(k)]
+        visibility = [v for v in VISIBILITIES if item.get_closest_marker(v)]
+        if len(kinds) != 1 or len(visibility) != 1 or _marker_arg(item, "points") is None \
+                or _marker_arg(item, "exercise") is None or _marker_arg(item, "task") is None:
+            problems.append(item.nodeid)
+    if problems:
+        raise pytest.UsageError(
+            "these tests lack exactly one kind, one visibility, points, task or exercise marker: "
+            + ", ".join(problems))
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def spec(request: pytest.FixtureRequest) -> ExerciseSpec:
+    """The exercise's declared data (``autotests/<id>.toml``)."""
+    exercise = request.node.get_closest_marker("exercise")
+    if exercise is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: set pytestmark = pytest.mark.exercise('exNN_name')")
+    return grading_run(request.config).course.spec(exercise.args[0])
+
+
+@pytest.fixture
+def student(request: pytest.FixtureRequest, spec: ExerciseSpec) -> RemoteImplementation:
+    """The submission's implementation of this exercise, running in the sandboxed worker."""
+    impl = grading_run(request.config).student(spec)
+    timeout = _marker_arg(request.node, "timeout_s") or spec.test_timeout_s
+    impl.deadline = time.monotonic() + float(timeout)
+    return impl
+
+
+@pytest.fixture
+def reference(request: pytest.FixtureRequest, spec: ExerciseSpec) -> LocalImplementation:
+    """The reference solution (hidden tests only: students do not have it)."""
+    if request.node.get_closest_marker("public") is not None:
+        raise pytest.UsageError(f"{request.node.nodeid}: public tests must not use the reference")
+    impl = grading_run(request.config).reference(spec)
+    if impl is None:
+        pytest.skip("reference solution not available")
+    return impl
+
+
+@pytest.fixture
+def reference_worker(request: pytest.FixtureRequest, spec: ExerciseSpec) -> RemoteImplementation:
+    """The reference run in a worker like the student's: the other side of a speed comparison."""
+    impl = grading_run(request.config).reference_remote(spec)
+    if impl is None:
+        pytest.skip("reference solution not available")
+    return impl
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> torch.Generator:
+    """A generator seeded from the run's secret salt and the test's id."""
+    return grading_run(request.config).generator(request.node.nodeid)
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Status, Msg | None]:
+    if excinfo is None:
+        return Status.PASSED, None
+    exc = excinfo.value
+    if isinstance(exc, pytest.skip.Exception):
+        return Status.SKIPPED, Msg(str(exc.msg), str(exc.msg))
+    if isinstance(exc, SubmissionProblem):
+        return exc.status, exc.message
+    if isinstance(exc, CheckFailed):
+        return Status.FAILED, exc.message
+    if isinstance(exc, AssertionError):
+        text = str(exc).split("\nassert ")[0]
+        return Status.FAILED, Msg(text, text)
+    text = f"{type(exc).__name__}: {exc}"
+    return Status.GRADER_ERROR, Msg(f"评分程序内部错误（不是你的错）：{text}",
+                                    f"Internal grader error (not your fault): {text}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when == "setup" and call.excinfo is None:
+        return  # the call phase reports
+    if call.when == "teardown":
+        return
+    status, message = classify(call.excinfo)
+    run = grading_run(item.config)
+    if message is not None and status not in (Status.GRADER_ERROR, Status.SKIPPED):
+        outcome.get_result().longrepr = message.render(run.lang)  # the student's view, not a traceback
+    points = float(_marker_arg(item, "points") or 0)
+    run.record(TestResult(
+        name=item.name,
+        nodeid=item.nodeid,
+        exercise=_marker_arg(item, "exercise"),
+        task=_marker_arg(item, "task"),
+        kind=next(k for k in KINDS if item.get_closest_marker(k)),
+        visibility=next(v for v in VISIBILITIES if item.get_closest_marker(v)),
+        max_score=points,
+        score=points if status == Status.PASSED else 0.0,
+        status=status,
+        message=message,
+        duration_s=call.duration,
+    ))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = grading_run(config)
+    if run.results and run.print_summary:
+        from grader.summary import results_table
+
+        results_table(run.results, run.lang, terminalreporter._tw)

@@ -1,0 +1,277 @@
+"""The grader's side of the worker channel: requests with deadlines, crash recovery, output capture.
+
+One :class:`WorkerSession` serves one submission (or the reference). It starts a worker through a
+sandbox backend on first use and reuses it across tests, because importing torch costs seconds.
+A worker that hangs, dies, floods its output or answers garbage is killed; the request that was
+running fails with a :class:`~grader.verdicts.SubmissionProblem` that says which of these
+happened, and the next request starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from grader.i18n import Msg
+from grader.sandbox import ExitInfo, RunningWorker, Sandbox, WorkerLaunch
+from grader.verdicts import CallTimedOut, Status, SubmissionProblem, WorkerDied
+from grader.worker import wire
+
+STARTUP_TIMEOUT_S = 120.0
+IMPORT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class OutputCapture:
+    """Student output, attributed to the exercise being run, kept up to ``keep_bytes`` each."""
+
+    keep_bytes: int = 16 * 1024
+    flood_bytes: int = 16 * 1024 * 1024
+    total: int = 0
+    flooded: bool = False
+    current: str = "(startup)"
+    by_exercise: dict[str, bytearray] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def feed(self, chunk: bytes) -> None:
+        with self.lock:
+            self.total += len(chunk)
+            if self.total > self.flood_bytes:
+                self.flooded = True
+            buf = self.by_exercise.setdefault(self.current, bytearray())
+            room = self.keep_bytes - len(buf)
+            if room > 0:
+                buf += chunk[:room]
+
+    def reset_flood_budget(self) -> None:
+        with self.lock:
+            self.total = 0
+            self.flooded = False
+
+    def text(self, exercise: str) -> str:
+        with self.lock:
+            buf = bytes(self.by_exercise.get(exercise, b""))
+        text = buf.decode("utf-8", errors="replace")
+        if len(buf) >= self.keep_bytes:
+            text += "\n… (output truncated / 输出已截断)"
+        return text
+
+
+class _Channel:
+    """A started worker plus the threads that read its replies and drain its output."""
+
+    def __init__(self, worker: RunningWorker, capture: OutputCapture) -> None:
+        self.worker = worker
+        self.replies: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
+        self.loaded: set[str] = set()
+        self.facts: dict[str, Any] = {}
+        threading.Thread(target=self._read_replies, daemon=True).start()
+        threading.Thread(target=self._drain, args=(worker.output, capture), daemon=True).start()
+        self._capture = capture
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                self.replies.put(wire.read_frame(self.worker.replies))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                self.replies.put(exc)
+                return
+
+    def _drain(self, stream: BinaryIO, capture: OutputCapture) -> None:
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                return
+            capture.feed(chunk)
+            if capture.flooded:
+                self.worker.kill()
+                return
+
+    def send(self, frame: bytes, timeout: float) -> bool:
+        """Write a request; False if the worker did not take it in time (it is not reading)."""
+        done = threading.Event()
+
+        def write() -> None:
+            try:
+                self.worker.requests.write(frame)
+                self.worker.requests.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+            done.set()
+
+        threading.Thread(target=write, daemon=True).start()
+        return done.wait(timeout)
+
+
+class WorkerSession:
+    """Runs requests for one set of exercise modules in a sandboxed worker."""
+
+    def __init__(self, sandbox: Sandbox, launch: WorkerLaunch, capture: OutputCapture | None = None) -> None:
+        self.sandbox = sandbox
+        self.launch = launch
+        self.capture = capture or OutputCapture()
+        self.facts: dict[str, Any] = {}
+        self.restarts = 0
+        self._channel: _Channel | None = None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._import_failures: dict[str, SubmissionProblem] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _start(self) -> _Channel:
+        self.capture.reset_flood_budget()
+        worker = self.sandbox.start(self.launch)
+        channel = _Channel(worker, self.capture)
+        hello = self._await(channel, None, STARTUP_TIMEOUT_S, during="startup")
+        channel.facts = hello.get("value", {})
+        self.facts = channel.facts
+        return channel
+
+    def _discard(self, channel: _Channel) -> None:
+        """Kill a worker that misbehaved; the next request starts a fresh one."""
+        channel.worker.kill()
+        if self._channel is channel:
+            self._channel = None
+            self.restarts += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                try:
+                    self._channel.send(wire.encode_frame({"op": "shutdown"}), 2.0)
+                    self._channel.worker.wait(2.0)
+                finally:
+                    self._channel.worker.kill()
+                    self._channel = None
+
+    # -- requests --------------------------------------------------------------------------
+    def _await(self, channel: _Channel, request_id: int | None, timeout: float, during: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        try:
+            reply = channel.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            self._discard(channel)
+            if self.capture.flooded:
+                raise _flood_problem() from None
+            raise CallTimedOut(Msg(
+                f"超时：{during}超过 {timeout:.0f} 秒仍未返回（死循环？计算量过大？）",
+                f"Timed out: no result after {timeout:.0f} s during {during} (an endless loop? too much work?)",
+            )) from None
+        if isinstance(reply, BaseException):
+            exit_info = channel.worker.wait(5.0)
+            self._discard(channel)
+            if self.capture.flooded:
+                raise _flood_problem()
+            if isinstance(reply, wire.ChannelClosed):
+                raise _death_problem(exit_info, during)
+            raise SubmissionProblem(Msg(
+                "工作进程发送了无法识别的数据，已终止（提交代码是否写入了通信通道？）",
+                "The worker sent unreadable data and was stopped (did the submission write to the grading channel?)",
+            ), Status.CRASHED)
+        if request_id is not None and reply.get("id") != request_id:
+            self._discard(channel)
+            raise SubmissionProblem(Msg(
+                "工作进程的回复与请求不符，已终止", "The worker's reply did not match the request and it was stopped",
+            ), Status.CRASHED)
+        return reply
+
+    def request(self, message: dict[str, Any], timeout: float) -> Any:
+        """Send ``message`` and return the reply's value; raises SubmissionProblem otherwise."""
+        exercise = str(message.get("exercise", ""))
+        with self._lock:
+            if exercise in self._import_failures:
+                raise self._import_failures[exercise]
+            if self._channel is None:
+                self._channel = self._start()
+            channel = self._channel
+            self.capture.current = exercise
+            if exercise and exercise not in channel.loaded:
+                self._load(channel, exercise)
+            return self._exchange(channel, message, timeout, during="the call")
+
+    def _load(self, channel: _Channel, exercise: str) -> None:
+        try:
+            self._exchange(channel, {"op": "load", "exercise": exercise}, IMPORT_TIMEOUT_S, during="import")
+        except SubmissionProblem as problem:
+            if problem.status in (Status.NOT_SUBMITTED, Status.IMPORT_ERROR, Status.TIMED_OUT, Status.CRASHED,
+                                  Status.OUT_OF_MEMORY, Status.OUTPUT_LIMIT):
+                # Importing is deterministic: do not pay a fresh worker per test to fail the same way.
+                self._import_failures[exercise] = _as_import_problem(problem)
+                raise self._import_failures[exercise] from None
+            raise
+        channel.loaded.add(exercise)
+
+    def _exchange(self, channel: _Channel, message: dict[str, Any], timeout: float, during: str) -> Any:
+        request_id = next(self._ids)
+        frame = wire.encode_frame({**message, "id": request_id})
+        if not channel.send(frame, timeout):
+            self._discard(channel)
+            raise CallTimedOut(Msg("工作进程不再接收请求，已终止", "The worker stopped accepting requests and was stopped"))
+        reply = self._await(channel, request_id, timeout, during)
+        if reply.get("ok"):
+            return reply.get("value")
+        raise problem_from_error(reply.get("error") or {})
+
+
+def _as_import_problem(problem: SubmissionProblem) -> SubmissionProblem:
+    if problem.status in (Status.NOT_SUBMITTED, Status.IMPORT_ERROR):
+        return problem
+    return SubmissionProblem(
+        Msg("导入模块时出错：", "Importing your module failed: ") + problem.message, Status.IMPORT_ERROR
+    )
+
+
+def _flood_problem() -> SubmissionProblem:
+    return SubmissionProblem(Msg(
+        "输出过多：提交代码打印的内容超过上限，工作进程已终止。请删除调试用的 print。",
+        "Too much output: the submission printed more than allowed and was stopped. Remove debugging prints.",
+    ), Status.OUTPUT_LIMIT)
+
+
+def _death_problem(exit_info: ExitInfo | None, during: str) -> SubmissionProblem:
+    how = exit_info.describe() if exit_info else "unknown"
+    if exit_info is not None and exit_info.signal is None:
+        return WorkerDied(Msg(
+            f"提交代码在{during}期间结束了进程（{how}）：不要调用 os._exit / sys.exit。",
+            f"The submission ended the process during {during} ({how}): do not call os._exit or exit.",
+        ))
+    if exit_info is not None and exit_info.signal == 24:  # SIGXCPU
+        return SubmissionProblem(Msg("CPU 时间超出上限。", "CPU time limit exceeded."), Status.TIMED_OUT)
+    if exit_info is not None and exit_info.signal == 25:  # SIGXFSZ
+        return WorkerDied(Msg("写入的文件超过大小上限。", "A file written by the submission exceeded the size limit."))
+    return WorkerDied(Msg(
+        f"工作进程在{during}期间崩溃（{how}）。",
+        f"The worker crashed during {during} ({how}).",
+    ))
+
+
+def problem_from_error(error: dict[str, Any]) -> SubmissionProblem:
+    """Turn the worker's description of an exception into a problem with a student-facing message."""
+    kind = error.get("kind")
+    etype = str(error.get("type", "Exception"))
+    text = str(error.get("message", ""))
+    where = str(error.get("traceback", "")).strip()
+    detail = f"{etype}: {text}" + (f"\n{where}" if where else "")
+    phase = error.get("phase")
+    if kind == "missing":
+        return SubmissionProblem(Msg("未提交该练习文件", "This exercise was not submitted"), Status.NOT_SUBMITTED)
+    if kind == "not_implemented":
+        return SubmissionProblem(Msg("尚未实现（NotImplementedError）", "Not implemented yet (NotImplementedError)"),
+                                 Status.NOT_IMPLEMENTED)
+    if kind == "out_of_memory":
+        return SubmissionProblem(Msg(f"内存不足：{detail}", f"Out of memory: {detail}"), Status.OUT_OF_MEMORY)
+    if kind == "exit":
+        return SubmissionProblem(Msg(
+            f"提交代码调用了 exit()/sys.exit()（{text or 0}），这在评分时不允许。",
+            f"The submission called exit()/sys.exit() ({text or 0}); that is not allowed while grading.",
+        ), Status.IMPORT_ERROR if phase == "import" else Status.ERROR)
+    if kind == "unsupported_value":
+        return SubmissionProblem(Msg(f"返回值类型无法评分：{text}", f"The returned value cannot be graded: {text}"))
+    if phase == "import":
+        return SubmissionProblem(Msg(f"导入模块失败：{detail}", f"Importing your module failed: {detail}"),
+                                 Status.IMPORT_ERROR)
+    return SubmissionProblem(Msg(f"你的代码抛出了异常：{detail}", f"Your code raised an exception: {detail}"))

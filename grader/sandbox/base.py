@@ -1,0 +1,105 @@
+"""The interface every sandbox backend implements: start one worker, hand back its streams."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import grader.worker
+
+WORKER_PACKAGE = "grader_worker"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one worker. Defaults suit the CPU exercises on a 2-core host."""
+
+    memory_bytes: int = 6 * 1024**3  # importing torch alone maps ~3.3 GB of address space
+    cpu_seconds: int = 1800
+    file_size_bytes: int = 64 * 1024**2
+    processes: int = 256
+    open_files: int = 256
+    tmpfs_bytes: int = 256 * 1024**2
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """What a backend needs to start a worker: where the exercise modules are, and its limits."""
+
+    modules_dir: Path
+    limits: Limits = field(default_factory=Limits)
+    gpus: str | None = None  # None: no GPU visible; "all" or "0,1": exactly those devices
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    code: int | None  # exit status, or None when killed by a signal
+    signal: int | None
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return name
+        return f"exit code {self.code}"
+
+
+class RunningWorker(Protocol):
+    """A started worker: the request/reply channel and the student's merged output."""
+
+    requests: BinaryIO
+    replies: BinaryIO
+    output: BinaryIO
+
+    def kill(self) -> None:
+        """Kill the worker and everything it started; safe to call twice."""
+
+    def poll(self) -> ExitInfo | None:
+        """How the worker ended, or None while it runs."""
+
+    def wait(self, timeout: float) -> ExitInfo | None: ...
+
+
+class Sandbox(Protocol):
+    name: str
+    isolated: bool  # False only for the plain-process backend
+
+    def start(self, launch: WorkerLaunch) -> RunningWorker: ...
+
+    def close(self) -> None:
+        """Release what the backend holds (pre-started containers, temp dirs)."""
+
+
+def worker_command(python: str, lib_dir: str, modules_dir: str) -> list[str]:
+    """The command line that starts the worker with only ``lib_dir`` added to an isolated path."""
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {lib_dir!r}); "
+        f"from {WORKER_PACKAGE}.__main__ import main; main()"
+    )
+    return [python, "-I", "-c", bootstrap, "--modules", modules_dir]
+
+
+def stage_worker_package(into: Path) -> Path:
+    """Copy the worker package alone into ``into/grader_worker`` and return ``into``.
+
+    The worker is shipped by itself so the sandbox's import path never reaches the rest of the
+    project (``solutions/`` and ``autotests/`` live beside ``grader/`` in a checkout).
+    """
+    source = Path(grader.worker.__file__).parent
+    shutil.copytree(source, into / WORKER_PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
+    return into
+
+
+def host_python() -> str:
+    return sys.executable
+
+
+def make_scratch(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))

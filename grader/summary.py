@@ -1,0 +1,76 @@
+"""A readable summary of results for the terminal (rich)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from grader.i18n import Lang
+from grader.report import Report, TestResult
+from grader.verdicts import Status
+
+STYLE = {
+    Status.PASSED: ("✔", "green"),
+    Status.SKIPPED: ("–", "dim"),
+    Status.NOT_SUBMITTED: ("∅", "yellow"),
+    Status.NOT_IMPLEMENTED: ("…", "yellow"),
+}
+LABEL = {
+    "en": {"exercise": "Exercise", "score": "Score", "total": "Total", "seed": "seed id",
+           "output": "captured output", "report": "report"},
+    "zh": {"exercise": "练习", "score": "得分", "total": "总分", "seed": "种子编号",
+           "output": "捕获的输出", "report": "报告"},
+}
+
+
+def _first_lines(text: str, n: int = 4) -> str:
+    lines = text.strip().splitlines()
+    return "\n".join(lines[:n]) + ("\n…" if len(lines) > n else "")
+
+
+def _test_rows(tests: Iterable[TestResult], lang: Lang, table: Table) -> None:
+    for test in tests:
+        mark, style = STYLE.get(test.status, ("✘", "red"))
+        message = _first_lines(test.message.render(lang)) if test.message and test.status != Status.PASSED else ""
+        table.add_row(Text(mark, style=style), f"{test.task}", test.name.removeprefix("test_"),
+                      f"{test.score:g}/{test.max_score:g}", Text(test.status.value, style=style), message)
+
+
+def print_report(report: Report, console: Console | None = None, show_passed: bool = False) -> None:
+    console = console or Console()
+    words = LABEL[report.lang]
+    for warning in report.warnings:
+        console.print(f"[yellow]⚠ {warning.render(report.lang)}[/]")
+    for exercise in report.exercises:
+        header = f"{exercise.id} · {exercise.title.render(report.lang)} — {exercise.score:g}/{exercise.max_score:g}"
+        table = Table(title=header, title_justify="left", show_header=False, box=None, padding=(0, 1))
+        for _ in range(5):
+            table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
+        shown = [t for t in exercise.tests if show_passed or t.status != Status.PASSED]
+        passed = sum(t.status == Status.PASSED for t in exercise.tests)
+        _test_rows(shown, report.lang, table)
+        console.print(table)
+        console.print(f"  [green]{passed}[/]/{len(exercise.tests)} ✔")
+        if exercise.output.strip():
+            console.print(f"  [dim]{words['output']}:[/] {_first_lines(exercise.output, 3)!r}")
+    pct = 100 * report.score / report.max_score if report.max_score else 0.0
+    console.print(f"[bold]{words['total']}: {report.score:g}/{report.max_score:g} ({pct:.1f}%)[/]"
+                  f"  [dim]{words['seed']} {report.seed_id}[/]")
+
+
+def results_table(results: list[TestResult], lang: Lang, writer: Any) -> None:
+    """Scores at the end of a plain ``pytest autotests`` run."""
+    table = Table(show_header=False, box=None, padding=(0, 1))
+    for _ in range(5):
+        table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    _test_rows(results, lang, table)
+    console = Console(file=writer._file if hasattr(writer, "_file") else None)
+    console.print(table)
+    score = sum(r.score for r in results)
+    total = sum(r.max_score for r in results if r.status != Status.SKIPPED)
+    console.print(f"[bold]{LABEL[lang]['score']}: {score:g}/{total:g}[/]")

@@ -1,0 +1,79 @@
+"""Speed relative to the reference, measured by the grader around worker calls.
+
+Student and reference run in workers of the same kind and are timed the same way, in
+alternating order (A B, B A, …) with fresh inputs each round; every output is checked, so a
+fast wrong answer (or a cached one) does not count. The verdict is the median of the per-round
+ratios, which shrugs off a round disturbed by the rest of the machine. No number the worker
+reports is used.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from grader.i18n import Msg
+from grader.verdicts import CheckFailed
+
+
+@dataclass(frozen=True)
+class SpeedComparison:
+    student_s: list[float]
+    reference_s: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [s / max(r, 1e-9) for s, r in zip(self.student_s, self.reference_s)]
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+
+def _timed(fn: Callable[[Any], Any], inputs: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn(inputs)
+    return time.perf_counter() - start, out
+
+
+def compare_speed(
+    student: Callable[[Any], Any],
+    reference: Callable[[Any], Any],
+    make_inputs: Callable[[int], Any],
+    check: Callable[[Any, Any], None],
+    rounds: int = 7,
+    warmup: int = 1,
+) -> SpeedComparison:
+    """Time ``student`` against ``reference`` on ``rounds`` fresh inputs, checking each output."""
+    student_s: list[float] = []
+    reference_s: list[float] = []
+    for i in range(warmup + rounds):
+        inputs = make_inputs(i)
+        if i % 2 == 0:
+            ts, out_s = _timed(student, inputs)
+            tr, out_r = _timed(reference, inputs)
+        else:
+            tr, out_r = _timed(reference, inputs)
+            ts, out_s = _timed(student, inputs)
+        check(out_s, out_r)
+        if i >= warmup:
+            student_s.append(ts)
+            reference_s.append(tr)
+    return SpeedComparison(student_s, reference_s)
+
+
+def assert_speed(result: SpeedComparison, factor: float, what: str, hint: Msg | None = None) -> None:
+    """The median student/reference time ratio is at most ``factor``."""
+    ratio = result.median_ratio
+    if ratio > factor:
+        ms_s = 1000 * statistics.median(result.student_s)
+        ms_r = 1000 * statistics.median(result.reference_s)
+        message = Msg(
+            f"{what} 比参考实现慢 {ratio:.1f} 倍（中位数 {ms_s:.1f} ms 对 {ms_r:.1f} ms，允许 {factor:g} 倍）。"
+            "请使用向量化的张量运算代替 Python 循环。",
+            f"{what} is {ratio:.1f}x slower than the reference (median {ms_s:.1f} ms vs {ms_r:.1f} ms, "
+            f"allowed {factor:g}x). Use vectorised tensor operations instead of Python loops.",
+        )
+        raise CheckFailed(message + hint if hint else message)

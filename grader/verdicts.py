@@ -1,0 +1,55 @@
+"""What can happen to one test, and the exceptions that carry those outcomes to the scorer.
+
+Anything the submission does wrong reaches a test as a :class:`SubmissionProblem`; a check that
+fails raises :class:`CheckFailed`. The pytest plugin turns both into a status and a message a
+student understands. Any other exception is the grader's own fault and says so.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from grader.i18n import Msg
+
+
+class Status(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"  # a check found a wrong value, shape, gradient, speed…
+    NOT_IMPLEMENTED = "not_implemented"
+    NOT_SUBMITTED = "not_submitted"
+    ERROR = "error"  # the student's code raised
+    IMPORT_ERROR = "import_error"
+    TIMED_OUT = "timed_out"
+    OUT_OF_MEMORY = "out_of_memory"
+    OUTPUT_LIMIT = "output_limit"
+    CRASHED = "crashed"  # the worker died: a signal, os._exit, too many processes
+    SKIPPED = "skipped"
+    GRADER_ERROR = "grader_error"  # a bug in the grader: not the student's fault
+
+
+class CheckFailed(AssertionError):
+    """A check in a test found the submission's result wrong."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(str(message))
+        self.message = message
+
+
+class SubmissionProblem(Exception):
+    """The submission could not produce a result; ``status`` says how."""
+
+    status: Status = Status.ERROR
+
+    def __init__(self, message: Msg, status: Status | None = None) -> None:
+        super().__init__(str(message))
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class CallTimedOut(SubmissionProblem):
+    status = Status.TIMED_OUT
+
+
+class WorkerDied(SubmissionProblem):
+    status = Status.CRASHED

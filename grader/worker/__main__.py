@@ -1,0 +1,177 @@
+"""Worker entry point: serve call and probe requests against modules in one directory.
+
+Started by a sandbox backend as ``python -I -c "<bootstrap>" --modules DIR`` with the channel
+on stdin/stdout; see :func:`take_channel_from_stdio` for how student output is kept off it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import re
+import sys
+import traceback
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from . import wire
+from .calls import dispatch
+
+MODULE_NAME = re.compile(r"^ex\d\d_[a-z0-9_]+$")
+MAX_MESSAGE_CHARS = 2000
+
+
+class ModuleMissing(Exception):
+    """The exercise file is not in the submission."""
+
+
+def _student_frames(tb: Any, root: str) -> str:
+    """The traceback lines that point into files under ``root`` (the submission), newest last."""
+    frames = [f for f in traceback.extract_tb(tb) if f.filename.startswith(root)]
+    return "".join(traceback.format_list(frames[-5:]))
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, NotImplementedError):
+        return "not_implemented"
+    if isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    ):
+        return "out_of_memory"
+    if isinstance(exc, SystemExit):
+        return "exit"
+    if isinstance(exc, ModuleMissing):
+        return "missing"
+    if isinstance(exc, wire.UnsupportedValue):
+        return "unsupported_value"
+    return "exception"
+
+
+def describe_error(exc: BaseException, phase: str, root: str) -> dict[str, Any]:
+    message = str(exc)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + " …"
+    return {
+        "type": type(exc).__name__,
+        "kind": _error_kind(exc),
+        "phase": phase,
+        "message": message,
+        "traceback": _student_frames(exc.__traceback__, root),
+    }
+
+
+class ModuleHost:
+    """Imports exercise modules from one directory on first use and remembers the outcome."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = os.path.abspath(directory)
+        self._modules: dict[str, ModuleType] = {}
+        self._failures: dict[str, BaseException] = {}
+
+    def get(self, name: str) -> ModuleType:
+        if not MODULE_NAME.match(name):
+            raise ModuleMissing(f"invalid exercise name {name!r}")
+        if name in self._failures:
+            raise self._failures[name]
+        if name not in self._modules:
+            path = os.path.join(self.directory, f"{name}.py")
+            if not os.path.isfile(path):
+                raise ModuleMissing(f"{name}.py was not submitted")
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException as exc:  # noqa: BLE001 - anything the import does is the student's
+                exc.__dict__["grader_phase"] = "import"
+                self._failures[name] = exc
+                raise
+            self._modules[name] = module
+        return self._modules[name]
+
+
+def environment_facts() -> dict[str, Any]:
+    facts: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "devices": [],
+    }
+    if torch.cuda.is_available():
+        facts["cuda"] = torch.version.cuda
+        facts["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return facts
+
+
+def handle(request: dict[str, Any], host: ModuleHost) -> dict[str, Any]:
+    op = request.get("op")
+    if op == "ping":
+        return {"ok": True, "value": environment_facts()}
+    exercise = str(request.get("exercise", ""))
+    phase = "import"
+    try:
+        module = host.get(exercise)
+        phase = "call"
+        value = None if op == "load" else dispatch(module, exercise, request)
+        return {"ok": True, "value": value}
+    except BaseException as exc:  # noqa: BLE001 - report everything, including SystemExit
+        phase = exc.__dict__.get("grader_phase", phase) if hasattr(exc, "__dict__") else phase
+        return {"ok": False, "error": describe_error(exc, phase, host.directory)}
+
+
+def serve(modules: str, requests_fd: int, replies_fd: int) -> None:
+    torch.set_num_threads(1)
+    host = ModuleHost(modules)
+    requests = os.fdopen(requests_fd, "rb")
+    replies = os.fdopen(replies_fd, "wb")
+    wire.write_frame(replies, {"ok": True, "value": environment_facts()})
+    while True:
+        try:
+            request = wire.read_frame(requests)
+        except wire.ChannelClosed:
+            return
+        if request.get("op") == "shutdown":
+            return
+        reply = {**handle(request, host), "id": request.get("id")}
+        try:
+            frame = wire.encode_frame(reply)
+        except (wire.UnsupportedValue, ValueError) as exc:
+            frame = wire.encode_frame({"ok": False, "id": reply["id"],
+                                       "error": describe_error(exc, "call", host.directory)})
+        replies.write(frame)
+        replies.flush()
+
+
+def take_channel_from_stdio() -> tuple[int, int]:
+    """Move the request/reply channel off fds 0 and 1 before any student code runs.
+
+    The backend connects the channel to the worker's stdin and stdout (that is what every
+    backend, a container included, can offer). Once moved, fd 0 reads nothing and fd 1 writes
+    into the output stream (fd 2), so a student's ``print`` can never look like a reply.
+    """
+    requests_fd, replies_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    return requests_fd, replies_fd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="grader_worker")
+    parser.add_argument("--modules", required=True)
+    args = parser.parse_args()
+    requests_fd, replies_fd = take_channel_from_stdio()
+    serve(args.modules, requests_fd, replies_fd)
+    os._exit(0)  # skip interpreter teardown: student atexit hooks have nothing to say to the grader
+
+
+if __name__ == "__main__":
+    main()

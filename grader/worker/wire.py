@@ -1,0 +1,215 @@
+"""Wire format between the grader and its worker: length-prefixed frames of JSON plus safetensors.
+
+Only data crosses: numbers, strings, lists, dicts, dtypes and tensors. Nothing is pickled,
+so a hostile worker can at worst send values that fail the checks, never code.
+
+A frame is ``<u32 header length><header JSON><u64 blob length><safetensors blob>``. The header
+holds the message with every tensor replaced by a reference into the blob. Tensors that have no
+data to send (``meta`` device) travel as shape and dtype only. Each tensor also carries the facts
+the checks need about it in the worker (device, ``requires_grad``, whether it has a ``grad_fn``).
+
+This module runs on both sides of the trust boundary, so it imports only the standard library,
+NumPy, torch and safetensors, and uses relative imports only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from safetensors.torch import load as _st_load
+from safetensors.torch import save as _st_save
+
+MAX_HEADER_BYTES = 4 * 1024 * 1024
+MAX_BLOB_BYTES = 1024 * 1024 * 1024
+
+_DTYPES = {
+    str(dt).removeprefix("torch."): dt
+    for dt in (
+        torch.float16, torch.bfloat16, torch.float32, torch.float64,
+        torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
+    )
+}
+
+
+class WireError(Exception):
+    """The peer sent something that is not a valid frame or value."""
+
+
+class ChannelClosed(WireError):
+    """The peer closed its end of the channel (usually: the process ended)."""
+
+
+@dataclass(frozen=True)
+class TensorFacts:
+    """What the worker knew about a tensor that the decoded copy can no longer show."""
+
+    device: str
+    requires_grad: bool
+    has_grad_fn: bool
+    is_leaf: bool
+
+
+_FACTS_ATTR = "_grader_facts"
+
+
+def tensor_facts(t: torch.Tensor) -> TensorFacts:
+    """Facts of a tensor as it was where it was made (the worker for decoded tensors)."""
+    facts = getattr(t, _FACTS_ATTR, None)
+    if facts is not None:
+        return facts
+    return TensorFacts(str(t.device), bool(t.requires_grad), t.grad_fn is not None, bool(t.is_leaf))
+
+
+class UnsupportedValue(TypeError):
+    """A value of a type that cannot cross the boundary (e.g. a student returned a module)."""
+
+
+def _encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, torch.Tensor):
+        facts = tensor_facts(value)
+        key = f"t{len(tensors)}"
+        entry = {
+            "__tensor__": key,
+            "dtype": str(value.dtype).removeprefix("torch."),
+            "shape": list(value.shape),
+            "facts": [facts.device, facts.requires_grad, facts.has_grad_fn, facts.is_leaf],
+        }
+        if entry["dtype"] not in _DTYPES:
+            raise UnsupportedValue(f"tensor dtype {value.dtype} is not supported")
+        if value.device.type == "meta":
+            entry["__tensor__"] = None
+        else:
+            tensors[key] = value.detach().to("cpu").contiguous().clone()
+        return entry
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise UnsupportedValue("NumPy arrays of Python objects are not supported")
+        return {"__ndarray__": _encode(torch.from_numpy(np.ascontiguousarray(value)), tensors)}
+    if isinstance(value, np.generic):
+        return _encode(value.item(), tensors)
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.device):
+        return {"__device__": str(value)}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, tensors) for v in value]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise UnsupportedValue("only dicts with string keys are supported")
+        return {"__dict__": {k: _encode(v, tensors) for k, v in value.items()}}
+    raise UnsupportedValue(f"values of type {type(value).__name__} cannot be graded")
+
+
+def _decode(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    if isinstance(node, list):
+        return [_decode(v, tensors) for v in node]
+    if not isinstance(node, dict) or len(node) == 0:
+        raise WireError("malformed value in frame")
+    if "__tensor__" in node:
+        dtype = _DTYPES.get(node.get("dtype"))
+        shape = node.get("shape")
+        facts = node.get("facts")
+        if dtype is None or not isinstance(shape, list) or not isinstance(facts, list) or len(facts) != 4:
+            raise WireError("malformed tensor in frame")
+        key = node["__tensor__"]
+        if key is None:
+            t = torch.empty([int(s) for s in shape], dtype=dtype, device="meta")
+        else:
+            t = tensors.get(key)
+            if t is None or t.dtype != dtype or list(t.shape) != shape:
+                raise WireError("tensor data does not match its description")
+        setattr(t, _FACTS_ATTR, TensorFacts(str(facts[0]), bool(facts[1]), bool(facts[2]), bool(facts[3])))
+        return t
+    if "__ndarray__" in node:
+        t = _decode(node["__ndarray__"], tensors)
+        if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+            raise WireError("malformed array in frame")
+        return t.numpy()
+    if "__float__" in node:
+        text = node["__float__"]
+        if text not in ("nan", "inf", "-inf"):
+            raise WireError("malformed float in frame")
+        return float(text)
+    if "__dtype__" in node:
+        dtype = _DTYPES.get(node["__dtype__"])
+        if dtype is None:
+            raise WireError("unknown dtype in frame")
+        return dtype
+    if "__device__" in node:
+        return torch.device(str(node["__device__"]))
+    if "__tuple__" in node:
+        return tuple(_decode(v, tensors) for v in node["__tuple__"])
+    if "__dict__" in node and isinstance(node["__dict__"], dict):
+        return {str(k): _decode(v, tensors) for k, v in node["__dict__"].items()}
+    raise WireError("malformed value in frame")
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """Serialise one message (a dict whose values may hold tensors) into a frame."""
+    tensors: dict[str, torch.Tensor] = {}
+    header = json.dumps(_encode(message, tensors), allow_nan=False).encode()
+    blob = _st_save(tensors) if tensors else b""
+    return struct.pack("<I", len(header)) + header + struct.pack("<Q", len(blob)) + blob
+
+
+def decode_frame(header: bytes, blob: bytes) -> dict[str, Any]:
+    """Parse a frame's two parts back into a message; raises WireError on anything malformed."""
+    try:
+        tree = json.loads(header)
+        tensors = _st_load(blob) if blob else {}
+    except Exception as exc:  # any parse failure is the peer's fault, never ours
+        raise WireError(f"unreadable frame: {type(exc).__name__}") from None
+    message = _decode(tree, tensors)
+    if not isinstance(message, dict):
+        raise WireError("a frame must hold a message object")
+    return message
+
+
+def roundtrip(message: dict[str, Any]) -> dict[str, Any]:
+    """Encode and decode a message: gives local values the exact form of values from a worker."""
+    frame = encode_frame(message)
+    header_len = int.from_bytes(frame[:4], "little")
+    return decode_frame(frame[4 : 4 + header_len], frame[12 + header_len :])
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = stream.read(n)
+        if not chunk:
+            raise ChannelClosed("channel closed")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(stream: BinaryIO) -> dict[str, Any]:
+    """Read one frame from a blocking binary stream."""
+    (header_len,) = struct.unpack("<I", _read_exact(stream, 4))
+    if header_len > MAX_HEADER_BYTES:
+        raise WireError("frame header too large")
+    header = _read_exact(stream, header_len)
+    (blob_len,) = struct.unpack("<Q", _read_exact(stream, 8))
+    if blob_len > MAX_BLOB_BYTES:
+        raise WireError("frame data too large")
+    return decode_frame(header, _read_exact(stream, blob_len))
+
+
+def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:
+    stream.write(encode_frame(message))
+    stream.flush()
