@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
-from grader.timing import assert_speed, compare_speed
+from grader.timing import assert_speed, compare_generated_speed
 
 pytestmark = pytest.mark.exercise("ex01_tensors")
 
@@ -58,11 +58,12 @@ def test_to_tensor_batch_values(student, rng):
 
 @graded(task="to_tensor_batch", kind="accuracy", points=1, visibility="hidden")
 def test_to_tensor_batch_is_a_copy(student, rng):
-    """Changing the result leaves the input arrays untouched."""
-    arrays = _arrays(rng, n=2)
-    res = student.probe("to_tensor_batch_copy", arrays=arrays, kwargs={"dtype": torch.float64})
-    checks.assert_close(res["out"], torch.tensor(np.stack(arrays)), "to_tensor_batch(arrays)")
-    checks.assert_true(not res["shares_memory"], SHARES_MEMORY)
+    """Changing the result leaves the input arrays untouched (one array or several, any dtype)."""
+    for n, dtype in ((1, torch.float64), (2, torch.float64), (1, torch.float32)):
+        arrays = _arrays(rng, n=n)
+        res = student.probe("to_tensor_batch_copy", arrays=arrays, kwargs={"dtype": dtype})
+        checks.assert_close(res["out"], torch.tensor(np.stack(arrays), dtype=dtype), f"to_tensor_batch({n} arrays)")
+        checks.assert_true(not res["shares_memory"], SHARES_MEMORY)
 
 
 @graded(task="to_tensor_batch", kind="accuracy", points=1, visibility="hidden")
@@ -118,14 +119,14 @@ def test_standardize_gradcheck(student, rng):
 @graded(task="standardize", kind="accuracy", points=2, visibility="hidden")
 def test_standardize_dims_and_dtypes(student, reference, rng):
     """Negative dims, tuple dims over NCHW, float64 and a constant column match the reference."""
+    constant = torch.randn(10, 3, generator=rng)
+    constant[:, 1] = 2.5
     cases = [
+        (constant, 0),
         (torch.randn(16, 7, generator=rng), -1),
         (torch.randn(4, 3, 5, 5, generator=rng), (0, 2, 3)),
         (torch.randn(9, 4, dtype=torch.float64, generator=rng), 0),
     ]
-    constant = torch.randn(10, 3, generator=rng)
-    constant[:, 1] = 2.5
-    cases.append((constant, 0))
     for x, dim in cases:
         out = student.standardize(x, dim=dim)
         checks.assert_finite(out, f"standardize(x, dim={dim})",
@@ -146,14 +147,9 @@ def test_standardize_non_contiguous(student, reference, rng):
 @graded(task="standardize", kind="speed", points=1, visibility="hidden")
 def test_standardize_speed(student, reference_worker, spec, rng):
     """standardize on a large input is no more than a few times slower than the reference."""
-    shape = spec.param("standardize_speed_shape")
-    result = compare_speed(
-        lambda x: student.standardize(x, dim=0),
-        lambda x: reference_worker.standardize(x, dim=0),
-        lambda i: torch.randn(shape, generator=rng),
-        lambda got, want: checks.assert_close(got, want, "standardize(x)"),
-        rounds=spec.param("speed_rounds"),
-    )
+    result = compare_generated_speed(student, reference_worker, "standardize",
+                                     [{"randn": spec.param("standardize_speed_shape")}, 0], rng,
+                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"))
     assert_speed(result, spec.param("speed_factor"), "standardize")
 
 
@@ -208,13 +204,10 @@ def test_pairwise_self_and_large_values(student, rng):
 def test_pairwise_speed(student, reference_worker, spec, rng):
     """Vectorised distances: no more than a few times slower than the reference."""
     n, m, d = spec.param("pairwise_speed_sizes")
-    result = compare_speed(
-        lambda ab: student.pairwise_sq_dists(*ab),
-        lambda ab: reference_worker.pairwise_sq_dists(*ab),
-        lambda i: (torch.randn(n, d, generator=rng), torch.randn(m, d, generator=rng)),
-        lambda got, want: checks.assert_close(got, want, "pairwise_sq_dists(a, b)", atol=1e-3),
-        rounds=spec.param("speed_rounds"),
-    )
+    result = compare_generated_speed(student, reference_worker, "pairwise_sq_dists",
+                                     [{"randn": [n, d]}, {"randn": [m, d]}], rng,
+                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
+                                     rel_tol=1e-3)
     assert_speed(result, spec.param("speed_factor"), "pairwise_sq_dists")
 
 
@@ -345,11 +338,7 @@ def test_masked_mean_mask_types_and_devices(student, reference, rng):
 def test_masked_mean_speed(student, reference_worker, spec, rng):
     """A vectorised masked mean: no more than a few times slower than the reference."""
     b, t, h = spec.param("masked_mean_speed_shape")
-    result = compare_speed(
-        lambda xm: student.masked_mean(*xm, 1),
-        lambda xm: reference_worker.masked_mean(*xm, 1),
-        lambda i: (torch.randn(b, t, h, generator=rng), _lengths_mask(rng, b, t)),
-        lambda got, want: checks.assert_close(got, want, "masked_mean(x, mask, 1)"),
-        rounds=spec.param("speed_rounds"),
-    )
+    result = compare_generated_speed(student, reference_worker, "masked_mean",
+                                     [{"randn": [b, t, h]}, {"rand_bool": [b, t], "p": 0.7}, 1], rng,
+                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"))
     assert_speed(result, spec.param("speed_factor"), "masked_mean")

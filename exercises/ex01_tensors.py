@@ -57,14 +57,17 @@ def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     - 输入：``a`` 形状 ``(N, D)``，``b`` 形状 ``(M, D)``，dtype 相同。
     - 输出：``(N, M)``，``out[i, j] = ||a[i] - b[j]||²``，dtype 与输入相同，且所有元素 ``>= 0``
       （浮点抵消可能产生很小的负数，请截断到 0）。
-    - 向量化实现（提示：``||a||² - 2 a·b + ||b||²``），不要用 Python 循环；必须可微。
+    - 向量化实现（提示：``||a||² - 2 a·b + ||b||²``，用一次矩阵乘法），不要用 Python 循环；必须可微。
+      速度要求：不慢于矩阵乘法实现的 3 倍。``(a[:, None] - b[None]) ** 2`` 会生成 N×M×D 的中间张量，太慢也太占内存。
 
     Squared Euclidean distances between two sets of vectors.
 
     - Input: ``a`` of shape ``(N, D)``, ``b`` of shape ``(M, D)``, same dtype.
     - Output: ``(N, M)`` with ``out[i, j] = ||a[i] - b[j]||²``, the inputs' dtype, every entry
       ``>= 0`` (cancellation can give tiny negatives: clamp them to 0).
-    - Vectorise it (hint: ``||a||² - 2 a·b + ||b||²``), no Python loops; it must be differentiable.
+    - Vectorise it (hint: ``||a||² - 2 a·b + ||b||²`` with one matrix product), no Python loops; it
+      must be differentiable. Speed: within 3× of a matrix-product implementation;
+      ``(a[:, None] - b[None]) ** 2`` builds an N×M×D intermediate and is too slow and too big.
     """
     raise NotImplementedError("TODO: pairwise_sq_dists")
 

@@ -38,7 +38,7 @@ def run_autotests(run: GradingRun, *, markexpr: str = "", keyword: str = "",
     """Run the course's autotests against ``run``'s implementation; results land in ``run.results``."""
     autotests = run.course.autotests_dir
     targets = [str(autotests / f"test_{e}.py") for e in exercises] if exercises else [str(autotests)]
-    args = [*targets, "-q", "-p", "no:cacheprovider", "--tb=no", "--no-header", "-rN",
+    args = [*targets, "-p", "no:terminal", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning",
             "--rootdir", str(autotests), "-c", str(autotests / "pytest.ini")]
     if markexpr:
         args += ["-m", markexpr]

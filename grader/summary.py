@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from grader.i18n import Lang
@@ -31,12 +30,17 @@ def _first_lines(text: str, n: int = 4) -> str:
     return "\n".join(lines[:n]) + ("\n…" if len(lines) > n else "")
 
 
-def _test_rows(tests: Iterable[TestResult], lang: Lang, table: Table) -> None:
+def _print_tests(tests: Iterable[TestResult], lang: Lang, console: Console) -> None:
     for test in tests:
         mark, style = STYLE.get(test.status, ("✘", "red"))
-        message = _first_lines(test.message.render(lang)) if test.message and test.status != Status.PASSED else ""
-        table.add_row(Text(mark, style=style), f"{test.task}", test.name.removeprefix("test_"),
-                      f"{test.score:g}/{test.max_score:g}", Text(test.status.value, style=style), message)
+        line = Text(f"  {mark} ", style=style)
+        line.append(f"{test.task} · {test.name.removeprefix('test_')} ")
+        line.append(f"{test.score:g}/{test.max_score:g} ", style="bold")
+        line.append(f"[{test.kind}, {test.visibility}] {test.status.value}", style=style)
+        console.print(line)
+        if test.message and test.status != Status.PASSED:
+            for message_line in _first_lines(test.message.render(lang)).splitlines():
+                console.print(Text(f"      {message_line}", style="dim" if test.status == Status.SKIPPED else ""))
 
 
 def print_report(report: Report, console: Console | None = None, show_passed: bool = False) -> None:
@@ -45,16 +49,11 @@ def print_report(report: Report, console: Console | None = None, show_passed: bo
     for warning in report.warnings:
         console.print(f"[yellow]⚠ {warning.render(report.lang)}[/]")
     for exercise in report.exercises:
-        header = f"{exercise.id} · {exercise.title.render(report.lang)} — {exercise.score:g}/{exercise.max_score:g}"
-        table = Table(title=header, title_justify="left", show_header=False, box=None, padding=(0, 1))
-        for _ in range(5):
-            table.add_column(no_wrap=True)
-        table.add_column(overflow="fold")
-        shown = [t for t in exercise.tests if show_passed or t.status != Status.PASSED]
         passed = sum(t.status == Status.PASSED for t in exercise.tests)
-        _test_rows(shown, report.lang, table)
-        console.print(table)
-        console.print(f"  [green]{passed}[/]/{len(exercise.tests)} ✔")
+        console.print(Text.assemble(
+            (f"{exercise.id} · {exercise.title.render(report.lang)}", "bold"),
+            f"  {exercise.score:g}/{exercise.max_score:g}  ", (f"{passed}/{len(exercise.tests)} ✔", "green")))
+        _print_tests([t for t in exercise.tests if show_passed or t.status != Status.PASSED], report.lang, console)
         if exercise.output.strip():
             console.print(f"  [dim]{words['output']}:[/] {_first_lines(exercise.output, 3)!r}")
     pct = 100 * report.score / report.max_score if report.max_score else 0.0
@@ -64,13 +63,8 @@ def print_report(report: Report, console: Console | None = None, show_passed: bo
 
 def results_table(results: list[TestResult], lang: Lang, writer: Any) -> None:
     """Scores at the end of a plain ``pytest autotests`` run."""
-    table = Table(show_header=False, box=None, padding=(0, 1))
-    for _ in range(5):
-        table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    _test_rows(results, lang, table)
     console = Console(file=writer._file if hasattr(writer, "_file") else None)
-    console.print(table)
+    _print_tests(results, lang, console)
     score = sum(r.score for r in results)
     total = sum(r.max_score for r in results if r.status != Status.SKIPPED)
     console.print(f"[bold]{LABEL[lang]['score']}: {score:g}/{total:g}[/]")

@@ -64,6 +64,47 @@ def compare_speed(
     return SpeedComparison(student_s, reference_s)
 
 
+def compare_generated_speed(
+    student: Any,
+    reference: Any,
+    name: str,
+    args: list[Any],
+    generator: Any,
+    *,
+    rounds: int = 7,
+    repeats: int = 10,
+    kwargs: dict[str, Any] | None = None,
+    rel_tol: float = 1e-4,
+) -> SpeedComparison:
+    """Speed of ``name`` on inputs generated inside each worker (see the ``repeat_generated`` probe).
+
+    ``args`` describe the inputs (``{"randn": shape}`` …) rather than carry them, so each round
+    costs one small request and ``repeats`` calls of real work. The outputs are compared through
+    a random projection the reference computes the same way.
+    """
+    import torch
+
+    def run(impl: Any) -> Callable[[tuple[int, int]], Any]:
+        return lambda seeds: impl.probe("repeat_generated", name=name, args=args, seed=seeds[0],
+                                        repeats=repeats, project_seed=seeds[1], kwargs=kwargs or {})
+
+    def check(got: Any, want: Any) -> None:
+        if got.get("projection") is None or got.get("shape") != want.get("shape") or not (
+            abs(got["projection"] - want["projection"]) <= rel_tol * (abs(want["projection"]) + 1.0)
+        ):
+            raise CheckFailed(Msg(
+                f"{name}：计时测试中的输出与参考结果不一致（形状 {got.get('shape')}，期望 {want.get('shape')}）",
+                f"{name}: during the timing runs the output differed from the reference "
+                f"(shape {got.get('shape')}, expected {want.get('shape')})",
+            ))
+
+    def seeds(_: int) -> tuple[int, int]:
+        pair = torch.randint(0, 2**62, (2,), generator=generator)
+        return int(pair[0]), int(pair[1])
+
+    return compare_speed(run(student), run(reference), seeds, check, rounds=rounds)
+
+
 def assert_speed(result: SpeedComparison, factor: float, what: str, hint: Msg | None = None) -> None:
     """The median student/reference time ratio is at most ``factor``."""
     ratio = result.median_ratio

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+import torch
+
 from . import probe
 
 
@@ -35,3 +37,36 @@ def call_transposed(impl: ModuleType, name: str, args: list[Any], transpose: dic
     for position, (d0, d1) in transpose.items():
         args[int(position)] = args[int(position)].transpose(d0, d1)
     return getattr(impl, name)(*args, **(kwargs or {}))
+
+
+def _materialize(spec: Any, generator: torch.Generator) -> Any:
+    """Build an argument from its description: ``{"randn": shape}`` or ``{"rand_bool": shape, "p": p}``."""
+    if isinstance(spec, dict) and "randn" in spec:
+        dtype = getattr(torch, spec.get("dtype", "float32"))
+        return torch.randn(spec["randn"], generator=generator, dtype=dtype) * spec.get("scale", 1.0)
+    if isinstance(spec, dict) and "rand_bool" in spec:
+        return torch.rand(spec["rand_bool"], generator=generator) < spec.get("p", 0.5)
+    return spec
+
+
+@probe
+def repeat_generated(impl: ModuleType, name: str, args: list[Any], seed: int, repeats: int, project_seed: int,
+                     kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``name`` ``repeats`` times on inputs generated here from ``seed``; return a projection.
+
+    Used by speed tests: the grader times this whole call, so generating the inputs in the
+    worker and returning one number keeps data transfer out of the timing. Each repetition gets
+    a fresh copy of the inputs (no caching on identity). The projection ``<out, w>`` onto a
+    random ``w`` lets the grader check the output against the reference's without shipping it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    inputs = [_materialize(a, generator) for a in args]
+    out = None
+    for _ in range(repeats):
+        fresh = [a.clone() if isinstance(a, torch.Tensor) else a for a in inputs]
+        out = getattr(impl, name)(*fresh, **(kwargs or {}))
+    if not isinstance(out, torch.Tensor):
+        return {"projection": None, "type": type(out).__name__}
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(project_seed), dtype=torch.float64)
+    return {"projection": float((out.detach().double() * w).sum()), "shape": list(out.shape),
+            "type": "Tensor"}

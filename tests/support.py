@@ -1,0 +1,70 @@
+"""Helpers for the project's own tests: grade folders and zips the way the product does."""
+
+from __future__ import annotations
+
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.catalog import default_course
+from grader.grading import GradingRun
+from grader.pipeline import run_autotests
+from grader.report import TestResult
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = default_course()
+
+
+def grade_folder(modules_dir: Path, exercises: list[str] | None = None, keyword: str = "",
+                 markexpr: str = "", sandbox: str = "process") -> dict[str, TestResult]:
+    """Grade the exercise files in ``modules_dir`` in this process; results by test name."""
+    run = GradingRun(course=COURSE, modules_dir=modules_dir, sandbox_name=sandbox,
+                     reference_dir=COURSE.solutions_dir, print_summary=False)
+    try:
+        run_autotests(run, markexpr=markexpr, keyword=keyword, exercises=exercises)
+    finally:
+        run.close()
+    return {r.name: r for r in run.results}
+
+
+def write_zip(path: Path, files: dict[str, str | bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+@dataclass
+class Variant:
+    exercise: str
+    name: str
+    description: str
+    replace: list[tuple[str, str]]
+    fails: list[str] = field(default_factory=list)
+    message: str = ""
+
+    def apply(self, source: str) -> str:
+        for old, new in self.replace:
+            count = source.count(old)
+            if count != 1:
+                raise AssertionError(f"{self.exercise}/{self.name}: {old!r} occurs {count} times in the reference")
+            source = source.replace(old, new)
+        return source
+
+
+def load_variants(kind: str) -> list[Variant]:
+    """``kind`` is ``mutant`` (must lose points) or ``alternative`` (must score full)."""
+    variants = []
+    for path in sorted((ROOT / "tests" / "mutants").glob("ex*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        for entry in data.get(kind, []):
+            variants.append(Variant(
+                exercise=path.stem,
+                name=entry["name"],
+                description=entry.get("description", ""),
+                replace=[(old, new) for old, new in entry["replace"]],
+                fails=list(entry.get("fails", [])),
+                message=entry.get("message", ""),
+            ))
+    return variants
