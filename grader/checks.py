@@ -115,7 +115,7 @@ def _rel_l2(g: torch.Tensor, e: torch.Tensor) -> float:
 def _diagnose(got: torch.Tensor, mistakes: Mapping[Msg, Any] | None, tol: Tolerance) -> Msg | None:
     for hint, wrong in (mistakes or {}).items():
         if isinstance(wrong, torch.Tensor) and _matches(got, wrong, tol):
-            return Msg("看起来像常见错误：", "This looks like a common mistake: ") + hint
+            return Msg(f"看起来像常见错误：{hint.zh}", f"This looks like a common mistake: {hint.en}")
     return None
 
 

@@ -16,7 +16,12 @@ from grader.ingest import ArchiveRejected, pack_directory
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Grade PyTorch exercises in a sandbox. 评测 PyTorch 练习。")
 console = Console(stderr=False)
-errors = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line reason (no traceback, no wrapping) and return the exit to raise."""
+    print(f"grader: {message}", file=sys.stderr)
+    return typer.Exit(2)
 
 
 def _lang(value: str) -> Lang:
@@ -50,15 +55,13 @@ def run(
 
     language = _lang(lang)
     if not submission.is_file():
-        errors.print(f"grader: {submission} is not a file / 找不到文件")
-        raise typer.Exit(2)
+        raise fail(f"{submission} is not a file / 找不到文件")
     console.print(f"grading {submission} …", highlight=False)
     try:
         report = grade_submission(submission, default_course(), sandbox=sandbox, lang=language,
                                   seed_id=seed_id, keyword=keyword, on_result=_progress(""))
     except ArchiveRejected as rejected:
-        errors.print(f"grader: {rejected.message.render(language)}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(rejected.message.render(language)) from None
     console.print()
     path = report.write(out)
     print_report(report, console)
@@ -84,8 +87,7 @@ def check(
     try:
         exercises = [course.resolve(exercise)] if exercise else None
     except KeyError as unknown:
-        errors.print(f"grader: {unknown.args[0]}")
-        raise typer.Exit(2) from None
+        raise fail(unknown.args[0]) from None
     modules = (folder or course.exercises_dir).resolve()
     run = GradingRun(course=course, modules_dir=modules, reference_dir=None, lang=language,
                      on_result=_progress(""), print_summary=False)
@@ -111,8 +113,7 @@ def pack(
     try:
         path = pack_directory(folder, output)
     except ArchiveRejected as rejected:
-        errors.print(f"grader: {rejected.message}")
-        raise typer.Exit(2) from None
+        raise fail(str(rejected.message)) from None
     console.print(f"wrote {path}", highlight=False)
 
 

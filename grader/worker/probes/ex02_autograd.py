@@ -1,0 +1,245 @@
+"""Probes for ex02_autograd.
+
+Functions and models cannot cross the wire, so the probes build them here: scalar functions are
+picked by name from :data:`FUNCTIONS`, models are rebuilt from the state dicts the tests send.
+Each probe runs the student's code and reports what it saw (values, errors, warnings, flags such
+as "the parameters got a .grad"); the tests decide what is right.
+"""
+
+from __future__ import annotations
+
+import warnings
+from types import ModuleType
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import probe
+
+MAX_TEXT = 500
+MAX_WARNINGS = 10
+
+# Element-wise functions a test may name (x is a tensor, the result has x's shape).
+FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "quadratic": lambda x: (x - 3) ** 2,
+    "quartic": lambda x: x**4 - 3 * x,
+    "cube": lambda x: x**3,
+    "sin": torch.sin,
+    "linear": lambda x: 3 * x - 1,
+    # The first derivative (2.5) still requires grad, through the constant, but no longer uses x.
+    "scaled": lambda x: x * torch.tensor(2.5, dtype=x.dtype, requires_grad=True),
+}
+
+
+def _observe(call: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``call``; report its value, or the exception it raised, and the warnings it issued.
+
+    ``NotImplementedError`` (an unfinished stub) and ``MemoryError`` propagate so the worker
+    reports them with their own status.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value, error = call(), None
+        except (NotImplementedError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the exception is the observation
+            value, error = None, f"{type(exc).__name__}: {exc}"[:MAX_TEXT]
+    return {"value": value, "error": error,
+            "warnings": [str(w.message)[:MAX_TEXT] for w in caught[:MAX_WARNINGS]]}
+
+
+# -- T2.1 minimize_scalar ---------------------------------------------------------------------------
+@probe
+def run_minimize(impl: ModuleType, f: str, x0: float, steps: list[int | None],
+                 lr: float | None = None) -> dict[str, Any]:
+    """Call ``minimize_scalar(FUNCTIONS[f], x0, ...)`` once per entry of ``steps`` (None: default).
+
+    The function handed over records, for every evaluation, whether its argument was a leaf and
+    whether it required grad.
+    """
+    fn = FUNCTIONS[f]
+    seen = {"calls": 0, "nonleaf_calls": 0, "no_grad_calls": 0}
+
+    def watched(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            seen["calls"] += 1
+            seen["nonleaf_calls"] += int(not x.is_leaf)
+            seen["no_grad_calls"] += int(torch.is_grad_enabled() and not x.requires_grad)
+        return fn(x)
+
+    values: list[Any] = []
+    error = None
+    caught: list[str] = []
+    for k in steps:
+        kwargs: dict[str, Any] = {}
+        if k is not None:
+            kwargs["steps"] = k
+        if lr is not None:
+            kwargs["lr"] = lr
+        res = _observe(lambda: impl.minimize_scalar(watched, x0, **kwargs))
+        caught += res["warnings"]
+        if res["error"] is not None:
+            error = res["error"]
+            break
+        values.append(res["value"])
+    return {"values": values, "error": error, "warnings": caught[:MAX_WARNINGS], **seen}
+
+
+# -- T2.2 fit_line ------------------------------------------------------------------------------------
+@probe
+def run_fit_line(impl: ModuleType, x: torch.Tensor, y: torch.Tensor,
+                 kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call ``fit_line(x, y, **kwargs)``; report the result, an exception and warnings."""
+    return _observe(lambda: impl.fit_line(x, y, **(kwargs or {})))
+
+
+@probe
+def time_fit_line(impl: ModuleType, n: int, seed: int, repeats: int = 1) -> dict[str, Any]:
+    """For speed tests: fit a line to ``n`` points generated here, ``repeats`` times."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=g) * 2 - 1
+    y = 2 * x + 1 + 0.05 * torch.randn(n, generator=g)
+    out = None
+    for _ in range(repeats):
+        out = impl.fit_line(x.clone(), y.clone())
+    return {"value": out}
+
+
+# -- T2.3 SwishFn / swish -----------------------------------------------------------------------------
+def _forward_backward(fn: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                      grad_output: torch.Tensor) -> dict[str, Any]:
+    xg = x.detach().clone().requires_grad_(True)
+    out = fn(xg)
+    node = None
+    grad = None
+    if isinstance(out, torch.Tensor):
+        node = type(out.grad_fn).__name__ if out.grad_fn is not None else None
+        if out.requires_grad:
+            (grad,) = torch.autograd.grad(out, xg, grad_output, allow_unused=True)
+    return {"output": out, "grad_fn": node, "grad": grad}
+
+
+@probe
+def run_swish_fn(impl: ModuleType, x: torch.Tensor, beta: float, grad_output: torch.Tensor) -> dict[str, Any]:
+    """Forward and backward through ``SwishFn.apply(x, beta)`` and through ``swish(x, beta)``.
+
+    For each: the output (with its autograd facts), the name of its ``grad_fn`` node, the
+    gradient that reached ``x`` for ``grad_output``, or the exception raised on the way.
+    """
+    report = {}
+    for label, fn in (("apply", lambda t: impl.SwishFn.apply(t, beta)), ("swish", lambda t: impl.swish(t, beta))):
+        res = _observe(lambda: _forward_backward(fn, x, grad_output))
+        value = res.pop("value") or {}
+        report[label] = {**res, "output": value.get("output"), "grad_fn": value.get("grad_fn"),
+                         "grad": value.get("grad")}
+    return report
+
+
+@probe
+def time_swish(impl: ModuleType, shape: list[int], beta: float, seed: int, repeats: int,
+               project_seed: int) -> dict[str, Any]:
+    """For speed tests: ``repeats`` forward+backward passes of ``swish`` on inputs made here.
+
+    Returns projections of the output and of the input gradient onto random directions, so
+    the grader can compare them with the reference's without shipping the tensors.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g)
+    grad_output = torch.randn(shape, generator=g)
+    res: dict[str, Any] = {}
+    for _ in range(repeats):
+        res = _forward_backward(lambda t: impl.swish(t, beta), x, grad_output)
+    return _projections(project_seed, output=res.get("output"), grad=res.get("grad"))
+
+
+def _projections(seed: int, **tensors: Any) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(seed)
+    report: dict[str, Any] = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            report[name] = None
+            continue
+        w = torch.randn(t.shape, generator=g, dtype=torch.float64)
+        report[name] = float((t.detach().double() * w).sum())
+        report[f"{name}_shape"] = list(t.shape)
+    return report
+
+
+# -- T2.4 nth_derivative ------------------------------------------------------------------------------
+@probe
+def run_nth_derivative(impl: ModuleType, f: str, x: torch.Tensor, n: int,
+                       x_requires_grad: bool = False) -> dict[str, Any]:
+    """Call ``nth_derivative(FUNCTIONS[f], x, n)`` and report what happened to the caller's ``x``."""
+    x = x.detach().clone()
+    if x_requires_grad:
+        x.requires_grad_(True)
+    before = x.detach().clone()
+    res = _observe(lambda: impl.nth_derivative(FUNCTIONS[f], x, n))
+    res.update(
+        x_changed=not torch.equal(x.detach(), before),
+        x_requires_grad=bool(x.requires_grad),
+        x_grad_is_none=x.grad is None,
+    )
+    return res
+
+
+# -- T2.5 input_saliency ------------------------------------------------------------------------------
+def build_model(state: dict[str, torch.Tensor], dropout: float = 0.0) -> nn.Module:
+    """``nn.Linear`` from ``{"weight", "bias"}``, or an MLP from a state dict with keys ``0.*`` and ``3.*``:
+    ``Linear(D, H) → Tanh → Dropout(dropout) → Linear(H, C)``. The dtype is the weights'."""
+    if "weight" in state:
+        out_dim, in_dim = state["weight"].shape
+        model: nn.Module = nn.Linear(in_dim, out_dim)
+    else:
+        hidden, in_dim = state["0.weight"].shape
+        out_dim = state["3.weight"].shape[0]
+        model = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+    dtype = next(iter(state.values())).dtype
+    model.to(dtype)
+    model.load_state_dict(state)
+    return model
+
+
+@probe
+def run_saliency(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+                 train: bool = False, dropout: float = 0.0, x_requires_grad: bool = False) -> dict[str, Any]:
+    """Build the model, put it in train or eval mode, call ``input_saliency(model, x, target)``.
+
+    Reports the result and what the call left behind: parameter ``.grad``s, the modules'
+    ``training`` flags, and the caller's ``x`` (its values, ``requires_grad`` and ``.grad``).
+    """
+    model = build_model(state, dropout)
+    model.train(train)
+    x = x.detach().clone()
+    if x_requires_grad:
+        x.requires_grad_(True)
+    before = x.detach().clone()
+    res = _observe(lambda: impl.input_saliency(model, x, target))
+    res.update(
+        param_grads_none=all(p.grad is None for p in model.parameters()),
+        param_grads_zero=all(p.grad is None or not bool(p.grad.any()) for p in model.parameters()),
+        training=[m.training for m in model.modules()],
+        x_changed=not torch.equal(x.detach(), before),
+        x_requires_grad=bool(x.requires_grad),
+        x_grad_is_none=x.grad is None,
+    )
+    return res
+
+
+@probe
+def time_saliency(impl: ModuleType, sizes: list[int], seed: int, repeats: int, project_seed: int) -> dict[str, Any]:
+    """For speed tests: ``repeats`` saliency calls on an MLP and a batch made here (B, D, H, C = sizes)."""
+    b, d, h, c = sizes
+    g = torch.Generator().manual_seed(seed)
+    state = {"0.weight": torch.randn(h, d, generator=g) / d**0.5, "0.bias": torch.randn(h, generator=g) * 0.1,
+             "3.weight": torch.randn(c, h, generator=g) / h**0.5, "3.bias": torch.randn(c, generator=g) * 0.1}
+    model = build_model(state)
+    model.eval()
+    x = torch.randn(b, d, generator=g)
+    target = torch.randint(0, c, (b,), generator=g)
+    out = None
+    for _ in range(repeats):
+        out = impl.input_saliency(model, x.clone(), target.clone())
+    return _projections(project_seed, output=out)

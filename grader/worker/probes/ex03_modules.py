@@ -1,0 +1,383 @@
+"""Probes for ex03_modules: build the submission's modules, run them, report what they did.
+
+Modules cannot cross the trust boundary, so every test of ``MLP``, ``build_sequential``,
+``MultiHeadNet``, ``count_parameters`` and ``init_weights`` goes through one of these. They hold
+no expected values: they return outputs, parameters, gradients, key names and the errors the
+submission raised, and the tests judge them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from types import ModuleType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import probe
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:600]
+
+
+@contextlib.contextmanager
+def _observe_errors(sink: dict[str, Any], key: str = "error"):
+    """Record an exception the submission raised under ``sink[key]``; NotImplementedError passes."""
+    try:
+        yield
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the error is the observation
+        sink[key] = _describe(exc)
+        sink[key + "_type"] = type(exc).__name__
+
+
+# -- a small trusted model builder (count_parameters, init_weights) -------------------------------
+def _layer(spec: list[Any]) -> nn.Module:
+    kind, *args = spec
+    if kind == "linear":
+        return nn.Linear(int(args[0]), int(args[1]), bias=bool(args[2]) if len(args) > 2 else True)
+    if kind == "conv2d":
+        return nn.Conv2d(int(args[0]), int(args[1]), int(args[2]), bias=bool(args[3]) if len(args) > 3 else True)
+    if kind == "bn1d":
+        return nn.BatchNorm1d(int(args[0]))
+    if kind == "bn2d":
+        return nn.BatchNorm2d(int(args[0]))
+    if kind == "layernorm":
+        return nn.LayerNorm(int(args[0]))
+    if kind == "embedding":
+        return nn.Embedding(int(args[0]), int(args[1]))
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "flatten":
+        return nn.Flatten()
+    if kind == "seq":
+        return nn.Sequential(*[_layer(s) for s in args[0]])
+    raise ValueError(f"unknown layer kind {kind!r}")
+
+
+def build_model(layers: list[list[Any]], frozen: list[int] = (), tie: list[list[int]] = (),
+                seed: int = 0) -> nn.Sequential:
+    """``nn.Sequential`` of ``layers``; ``frozen`` top-level layers get ``requires_grad=False``;
+    each ``[src, dst]`` in ``tie`` makes layer ``dst`` use layer ``src``'s weight Parameter."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(*[_layer(s) for s in layers])
+    for i in frozen:
+        model[i].requires_grad_(False)
+    for src, dst in tie:
+        model[dst].weight = model[src].weight
+    return model
+
+
+@probe
+def count_params(impl: ModuleType, layers: list[list[Any]], frozen: list[int] = (), tie: list[list[int]] = (),
+                 trainable_only: bool | None = None) -> Any:
+    """What ``count_parameters`` returns for the described model (default argument if None)."""
+    model = build_model(layers, frozen, tie)
+    if trainable_only is None:
+        return impl.count_parameters(model)
+    return impl.count_parameters(model, trainable_only=trainable_only)
+
+
+@probe
+def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill: float | None = None,
+               x: torch.Tensor | None = None, grad_output: torch.Tensor | None = None) -> dict[str, Any]:
+    """``model.apply(init_weights)`` on the described model; report parameters before/after.
+
+    With ``prefill`` every parameter is first set to that constant, so untouched ones are visible.
+    With ``x`` the initialised model is run and back-propagated (``grad_output``) afterwards.
+    """
+    model = build_model(layers, seed=seed)
+    if prefill is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(prefill)
+    before = dict(model.named_parameters())
+    result: dict[str, Any] = {"error": None}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _observe_errors(result):
+            model.apply(impl.init_weights)
+    after = dict(model.named_parameters())
+    result.update({
+        "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+        "params": {name: p.detach().clone() for name, p in after.items()},
+        "replaced": sorted(name for name, p in after.items() if before.get(name) is not p),
+        "not_trainable_leaf": sorted(name for name, p in after.items()
+                                     if not (isinstance(p, nn.Parameter) and p.is_leaf and p.requires_grad)),
+        "missing": sorted(set(before) - set(after)),
+    })
+    if x is not None and result["error"] is None:
+        out = model(x)
+        trainable = [name for name, p in after.items() if p.requires_grad]
+        grads: dict[str, Any] = dict.fromkeys(after)
+        if out.requires_grad and trainable:
+            got = torch.autograd.grad(out, [after[n] for n in trainable], grad_output, allow_unused=True)
+            grads.update(zip(trainable, got))
+        result["grads"] = grads
+    return result
+
+
+# -- MLP ------------------------------------------------------------------------------------------
+def _mlp(impl: ModuleType, config: dict[str, Any], seed: int, dtype: torch.dtype | None = None,
+         device: str | None = None) -> nn.Module:
+    torch.manual_seed(seed)
+    model = impl.MLP(**config)
+    if dtype is not None:
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    return model
+
+
+def _mlp_layers(model: nn.Module) -> dict[str, Any]:
+    """The registered Linear and BatchNorm1d layers (in ``modules()`` order) and the parameter list."""
+    return {
+        "linears": [[m.weight, m.bias] for m in model.modules() if isinstance(m, nn.Linear)],
+        "norms": [[m.weight, m.bias, m.running_mean, m.running_var, m.eps] for m in model.modules()
+                  if isinstance(m, nn.BatchNorm1d)],
+        "param_shapes": [list(p.shape) for p in model.parameters()],
+        "state_keys": list(model.state_dict().keys()),
+    }
+
+
+@probe
+def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes: list[str] = ("eval",),
+                seed: int = 0, dtype: torch.dtype | None = None, device: str | None = None,
+                transpose: list[int] | None = None, catch: bool = False) -> dict[str, Any]:
+    """Build ``MLP(**config)`` and run ``x`` through it once per entry of ``modes`` ("train"/"eval").
+
+    Returns the outputs, the output of the last ``nn.Linear`` called in each forward (forward
+    hooks), and the registered layers. ``transpose`` makes ``x`` a non-contiguous view first.
+    With ``catch`` an exception from the submission is returned as ``error`` instead of raised.
+    """
+    result: dict[str, Any] = {"error": None}
+    model = _mlp(impl, config, seed, dtype, device)
+    if transpose is not None:
+        x = x.transpose(*transpose)
+    calls: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: calls.append(out))
+             for m in model.modules() if isinstance(m, nn.Linear)]
+    outs, last_linear = [], []
+    with contextlib.ExitStack() as stack:
+        if catch:
+            stack.enter_context(_observe_errors(result))
+        for mode in modes:
+            model.train(mode == "train")
+            calls.clear()
+            outs.append(model(x))
+            last_linear.append(calls[-1] if calls else None)
+    for h in hooks:
+        h.remove()
+    if result["error"] is not None:
+        return result
+    return {**result, "outs": outs, "last_linear": last_linear, **_mlp_layers(model)}
+
+
+@probe
+def mlp_grads(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, grad_output: torch.Tensor,
+              seed: int = 0, train: bool = False) -> dict[str, Any]:
+    """Back-propagate ``grad_output`` through ``MLP(**config)(x)``; the gradient of every parameter."""
+    model = _mlp(impl, config, seed)
+    model.train(train)
+    out = model(x)
+    params = dict(model.named_parameters())
+    trainable = [name for name, p in params.items() if p.requires_grad]
+    grads: dict[str, Any] = dict.fromkeys(params)
+    if isinstance(out, torch.Tensor) and out.requires_grad and trainable:
+        got = torch.autograd.grad(out, [params[n] for n in trainable], grad_output, allow_unused=True)
+        grads.update(zip(trainable, got))
+    return {"out": out, "grads": grads, **_mlp_layers(model)}
+
+
+@probe
+def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_train: torch.Tensor,
+            x_eval: torch.Tensor, steps: int, lr: float, batch_size: int, seed: int) -> dict[str, Any]:
+    """Train ``MLP(**config)`` with Adam and cross-entropy on minibatches of the given data.
+
+    Returns the eval-mode logits on ``x_eval``, and those of a second instance (another seed) that
+    loaded the trained model's ``state_dict``.
+    """
+    model = _mlp(impl, config, seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x_train), (batch_size,), generator=g)
+        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        logits = model(x_eval)
+    twin = _mlp(impl, config, seed + 1)
+    twin.load_state_dict(model.state_dict())
+    twin.eval()
+    with torch.no_grad():
+        twin_logits = twin(x_eval)
+    return {"logits": logits, "twin_logits": twin_logits}
+
+
+# -- build_sequential ---------------------------------------------------------------------------------
+@probe
+def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropout: float | None = None,
+                     seed: int = 0, state: dict[str, torch.Tensor] | None = None, train: bool = False,
+                     grad_output: torch.Tensor | None = None, dtype: torch.dtype | None = None,
+                     device: str | None = None) -> dict[str, Any]:
+    """``build_sequential(sizes[, dropout])``: its children, state_dict, output on ``x`` and grads.
+
+    With ``state`` the model first loads it (strict); a failure is returned as ``load_error``.
+    """
+    torch.manual_seed(seed)
+    model = impl.build_sequential(list(sizes)) if dropout is None else impl.build_sequential(list(sizes), dropout)
+    result: dict[str, Any] = {"type": type(model).__name__, "is_sequential": isinstance(model, nn.Sequential),
+                              "load_error": None}
+    if not isinstance(model, nn.Module):
+        return result
+    result["children"] = [[name, type(m).__name__, getattr(m, "p", None)] for name, m in model.named_children()]
+    result["state_keys"] = list(model.state_dict().keys())
+    if state is not None:
+        with _observe_errors(result, "load_error"):
+            model.load_state_dict(state)
+        if result["load_error"] is not None:
+            return result
+    if dtype is not None:
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    model.train(train)
+    out = model(x)
+    result["out"] = out
+    result["state"] = dict(model.state_dict())
+    if grad_output is not None:
+        params = dict(model.named_parameters())
+        grads: dict[str, Any] = dict.fromkeys(params)
+        if isinstance(out, torch.Tensor) and out.requires_grad and params:
+            got = torch.autograd.grad(out, list(params.values()), grad_output, allow_unused=True)
+            grads.update(zip(params, got))
+        result["grads"] = grads
+    return result
+
+
+# -- MultiHeadNet -------------------------------------------------------------------------------------
+def _multihead(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return impl.MultiHeadNet(in_dim, hidden, dict(heads))
+
+
+def _head_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The heads the model holds in ``model.heads``, registered or not (a plain dict shows here too)."""
+    heads = getattr(model, "heads", None)
+    if heads is None or not hasattr(heads, "items"):
+        return {}
+    return {str(name): m for name, m in heads.items() if isinstance(m, nn.Module)}
+
+
+def _all_params(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Registered parameters by name plus those of unregistered heads (as ``heads.<name>.<param>``)."""
+    params = dict(model.named_parameters())
+    registered = list(params)
+    seen = {id(p) for p in params.values()}
+    for name, head in _head_modules(model).items():
+        for pname, p in head.named_parameters():
+            if id(p) not in seen:
+                params[f"heads.{name}.{pname}"] = p
+    return params, registered
+
+
+def _fill(model: nn.Module, seed: int) -> None:
+    """Deterministic values for every state_dict entry, drawn in the order of the sorted key names."""
+    g = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name in sorted(state):
+            t = state[name]
+            if t.is_floating_point():
+                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
+
+
+@probe
+def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], x: torch.Tensor,
+                      head: str, seed: int = 0, state: dict[str, torch.Tensor] | None = None,
+                      fill_seed: int | None = None, repeats: int = 1, catch: bool = False) -> dict[str, Any]:
+    """``MultiHeadNet(in_dim, hidden, heads)(x, head)``, ``repeats`` times (no_grad when > 1).
+
+    ``state`` is loaded first (strict; failure → ``load_error``); ``fill_seed`` instead sets every
+    state_dict entry from a seeded generator. ``head_calls`` counts how often each head module ran
+    (forward hooks).
+    """
+    result: dict[str, Any] = {"error": None, "load_error": None}
+    model = _multihead(impl, in_dim, hidden, heads, seed)
+    result["state_keys"] = sorted(model.state_dict().keys())
+    if state is not None:
+        with _observe_errors(result, "load_error"):
+            model.load_state_dict(state)
+        if result["load_error"] is not None:
+            return result
+    if fill_seed is not None:
+        _fill(model, fill_seed)
+    head_modules = _head_modules(model)
+    counts = dict.fromkeys(head_modules, 0)
+
+    def counter(name: str):
+        def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+            counts[name] += 1
+        return hook
+
+    hooks = [m.register_forward_hook(counter(name)) for name, m in head_modules.items()]
+    out = None
+    with contextlib.ExitStack() as stack:
+        if catch:
+            stack.enter_context(_observe_errors(result))
+        if repeats > 1:
+            stack.enter_context(torch.no_grad())
+        for _ in range(repeats):
+            out = model(x, head)
+    for h in hooks:
+        h.remove()
+    result.update({"out": out, "head_calls": counts})
+    return result
+
+
+@probe
+def multihead_grads(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], x: torch.Tensor,
+                    head: str, grad_output: torch.Tensor, seed: int = 0) -> dict[str, Any]:
+    """Back-propagate through one head; the gradient of every parameter, registered or not."""
+    model = _multihead(impl, in_dim, hidden, heads, seed)
+    params, registered = _all_params(model)
+    out = model(x, head)
+    trainable = [name for name, p in params.items() if p.requires_grad]
+    grads: dict[str, Any] = dict.fromkeys(params)
+    if isinstance(out, torch.Tensor) and out.requires_grad and trainable:
+        got = torch.autograd.grad(out, [params[n] for n in trainable], grad_output, allow_unused=True)
+        grads.update(zip(trainable, got))
+    return {"out": out, "registered": registered, "grads": grads,
+            "state_keys": sorted(model.state_dict().keys())}
+
+
+@probe
+def multihead_moved(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], batch: int,
+                    seed: int = 0, device: str | None = None, dtype: torch.dtype | None = None) -> dict[str, Any]:
+    """``model.to(device/dtype)``, then every head on a matching input: parameter devices/dtypes and outputs."""
+    model = _multihead(impl, in_dim, hidden, heads, seed)
+    if dtype is not None:
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    params, _ = _all_params(model)
+    outs: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    for name in heads:
+        x = torch.randn(batch, in_dim, dtype=dtype or torch.float32, device=device or "cpu")
+        sink: dict[str, Any] = {}
+        with _observe_errors(sink):
+            outs[name] = model(x, name)
+        if "error" in sink:
+            errors[name] = sink["error"]
+    return {"devices": {n: str(p.device) for n, p in params.items()},
+            "dtypes": {n: p.dtype for n, p in params.items()}, "outs": outs, "errors": errors}

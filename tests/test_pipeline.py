@@ -1,0 +1,182 @@
+"""End to end through ``grader run``: references score full, stubs score zero, cheats gain
+nothing, and bad input ends in a clear message instead of a crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from support import COURSE, ROOT, write_zip
+
+pytestmark = pytest.mark.slow
+
+STUB = (COURSE.exercises_dir / "ex01_tensors.py").read_text(encoding="utf-8")
+REFERENCE = (COURSE.solutions_dir / "ex01_tensors.py").read_text(encoding="utf-8")
+
+
+def grade(zip_path: Path, out: Path, *extra: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = subprocess.run([sys.executable, "-m", "grader", "run", str(zip_path), "--out", str(out), *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=out.parent)
+    report_path = out / "report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+    return proc, report
+
+
+def results_of(report: dict, exercise: str) -> dict[str, dict]:
+    ex = next(e for e in report["exercises"] if e["id"] == exercise)
+    return {t["name"]: t for t in ex["tests"]}
+
+
+def reference_zip(tmp_path: Path) -> Path:
+    files = {f"exercises/{p.name}": p.read_text(encoding="utf-8") for p in COURSE.solutions_dir.glob("ex*.py")}
+    return write_zip(tmp_path / "reference.zip", files)
+
+
+def test_references_score_full(tmp_path: Path) -> None:
+    proc, report = grade(reference_zip(tmp_path), tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert report["schema_version"] == "1.0"
+    assert report["max_score"] > 0 and report["score"] == report["max_score"], [
+        (t["name"], t["message"]) for e in report["exercises"] for t in e["tests"] if t["status"] != "passed"]
+    assert {e["id"] for e in report["exercises"]} == {s.id for s in COURSE.exercises()}
+    assert "Total" in proc.stdout
+
+
+def test_stubs_score_zero_with_not_implemented(tmp_path: Path) -> None:
+    files = {f"exercises/{p.name}": p.read_text(encoding="utf-8") for p in COURSE.exercises_dir.glob("ex*.py")}
+    proc, report = grade(write_zip(tmp_path / "stubs.zip", files), tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert report["score"] == 0 and report["max_score"] > 0
+    statuses = {t["status"] for e in report["exercises"] for t in e["tests"]}
+    assert statuses == {"not_implemented"}
+    messages = {t["message"] for e in report["exercises"] for t in e["tests"]}
+    assert all("Not implemented" in m for m in messages)
+
+
+def test_missing_exercise_scores_zero_as_not_submitted(tmp_path: Path) -> None:
+    zip_path = write_zip(tmp_path / "one.zip", {"ex01_tensors.py": REFERENCE})
+    proc, report = grade(zip_path, tmp_path / "out", "-k", "shape")
+    assert proc.returncode == 0, proc.stderr
+    for exercise in report["exercises"]:
+        if exercise["id"] == "ex01_tensors":
+            assert exercise["score"] == exercise["max_score"] > 0
+        else:
+            assert exercise["score"] == 0 and not exercise["submitted"]
+            assert {t["status"] for t in exercise["tests"]} == {"not_submitted"}
+
+
+CHEATS = {
+    "patch_checkers": "import torch, torch.testing\n"
+                      "torch.allclose = lambda *a, **k: True\n"
+                      "torch.equal = lambda *a, **k: True\n"
+                      "torch.testing.assert_close = lambda *a, **k: None\n",
+    "exit_at_import": "import sys\nsys.exit(0)\n",
+    "os_exit_at_import": "import os\nos._exit(0)\n",
+    "fake_output": "print('25 passed, 0 failed')\nprint('{\"score\": 30, \"max_score\": 30}')\n",
+    "write_report": "import json, os\n"
+                    "for d in ('.', os.environ.get('HOME', '.'), '/tmp'):\n"
+                    "    try:\n"
+                    "        open(os.path.join(d, 'report.json'), 'w').write(json.dumps({'score': 999}))\n"
+                    "    except OSError:\n"
+                    "        pass\n",
+}
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_cheats_on_a_stub_gain_nothing(cheat: str, tmp_path: Path) -> None:
+    source = CHEATS[cheat] + STUB
+    proc, report = grade(write_zip(tmp_path / "cheat.zip", {"exercises/ex01_tensors.py": source}),
+                         tmp_path / "out", "-k", "ex01 and (standardize or pairwise)")
+    assert proc.returncode == 0, proc.stderr
+    assert report["score"] == 0
+    assert report["max_score"] > 0
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_exit_inside_functions_fails_those_tests_only(tmp_path: Path) -> None:
+    source = REFERENCE + (
+        "\n\ndef standardize(x, dim=0, eps=1e-5):\n    import sys\n    sys.exit(0)\n"
+        "\n\ndef pairwise_sq_dists(a, b):\n    import os\n    os._exit(0)\n"
+    )
+    proc, report = grade(write_zip(tmp_path / "exit.zip", {"exercises/ex01_tensors.py": source}),
+                         tmp_path / "out", "-k", "ex01 and (standardize or pairwise or patchify)")
+    assert proc.returncode == 0, proc.stderr
+    tests = results_of(report, "ex01_tensors")
+    for name, test in tests.items():
+        if "standardize" in name:
+            assert test["status"] == "error" and "exit" in test["message"], test
+        elif "pairwise" in name:
+            assert test["status"] == "crashed" and "os._exit" in test["message"], test
+        else:
+            assert test["status"] == "passed", test  # the worker restarted and grading went on
+    assert report["sandbox"]["worker_restarts"] >= 1
+
+
+def test_syntax_error_is_an_import_error(tmp_path: Path) -> None:
+    source = REFERENCE + "\n\ndef broken(:\n    pass\n"
+    proc, report = grade(write_zip(tmp_path / "syntax.zip", {"exercises/ex01_tensors.py": source}),
+                         tmp_path / "out", "-k", "ex01 and shape")
+    assert proc.returncode == 0, proc.stderr
+    tests = results_of(report, "ex01_tensors")
+    assert tests and all(t["status"] == "import_error" and "SyntaxError" in t["message"] for t in tests.values())
+    assert report["score"] == 0
+
+
+def test_missing_function_hang_and_memory_bomb(tmp_path: Path) -> None:
+    source = REFERENCE.replace("def masked_mean(", "def masked_mean_renamed(") + (
+        "\n\ndef pairwise_sq_dists(a, b):\n    while True:\n        pass\n"
+        "\n\ndef standardize(x, dim=0, eps=1e-5):\n    return torch.empty(50 * 1024**3, dtype=torch.uint8)\n"
+    )
+    proc, report = grade(write_zip(tmp_path / "bad.zip", {"exercises/ex01_tensors.py": source}), tmp_path / "out",
+                         "-k", "test_masked_mean_shape or test_pairwise_shape or test_standardize_zero or test_patchify_shape")
+    assert proc.returncode == 0, proc.stderr
+    tests = results_of(report, "ex01_tensors")
+    assert tests["test_masked_mean_shape"]["status"] == "error"
+    assert "no function or class named 'masked_mean'" in tests["test_masked_mean_shape"]["message"]
+    assert tests["test_pairwise_shape"]["status"] == "timed_out"
+    assert "Timed out" in tests["test_pairwise_shape"]["message"]
+    assert tests["test_standardize_zero_mean_unit_variance"]["status"] == "out_of_memory"
+    assert tests["test_patchify_shape"]["status"] == "passed"
+
+
+def test_output_flood_is_capped(tmp_path: Path) -> None:
+    source = REFERENCE + "\n\nfor _ in range(3000):\n    print('spam ' * 200)\n"
+    proc, report = grade(write_zip(tmp_path / "loud.zip", {"exercises/ex01_tensors.py": source}),
+                         tmp_path / "out", "-k", "test_patchify_shape")
+    assert proc.returncode == 0, proc.stderr
+    exercise = next(e for e in report["exercises"] if e["id"] == "ex01_tensors")
+    assert exercise["score"] == exercise["max_score"]
+    assert exercise["output"].startswith("spam") and len(exercise["output"]) < 20_000
+    assert "truncated" in exercise["output"]
+
+
+@pytest.mark.parametrize("case", ["not_a_zip", "empty_zip", "zip_slip"])
+def test_unusable_archives_are_refused_in_one_line(case: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.zip"
+    if case == "not_a_zip":
+        path.write_bytes(b"this is not a zip file")
+    elif case == "empty_zip":
+        zipfile.ZipFile(path, "w").close()
+    else:
+        write_zip(path, {"../ex01_tensors.py": REFERENCE})
+    proc, report = grade(path, tmp_path / "out")
+    assert proc.returncode == 2
+    assert report == {}
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("grader: ")
+
+
+def test_report_language_and_seed_replay(tmp_path: Path) -> None:
+    zip_path = ROOT / "examples" / "submission.zip"
+    proc, report = grade(zip_path, tmp_path / "zh", "--lang", "zh", "-k", "standardize_zero")
+    assert proc.returncode == 0
+    failing = [t for e in report["exercises"] for t in e["tests"] if t["status"] == "failed"]
+    assert failing and "总体方差" in failing[0]["message"]
+    _, replay = grade(zip_path, tmp_path / "again", "--lang", "zh", "-k", "standardize_zero",
+                      "--seed-id", report["seed_id"])
+    again = [t for e in replay["exercises"] for t in e["tests"] if t["status"] == "failed"]
+    assert again[0]["message"] == failing[0]["message"]  # same inputs, same numbers
