@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything the grader needs on a Debian/Ubuntu machine; safe to run again.
+# Creates .venv with the pinned packages (torch, torchvision, …) and the `grader` command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+log=.venv/setup.log
+if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e . ; } >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "setup failed: pip could not install the packages (full log: $log)" >&2
+    exit 1
+fi
+.venv/bin/grader --help >/dev/null
+echo "setup done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

@@ -1,0 +1,120 @@
+"""A worker that misbehaves ends one request with a clear problem; the next request gets a fresh one."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.remote import OutputCapture, WorkerSession
+from grader.sandbox import Limits, WorkerLaunch, get_sandbox
+from grader.verdicts import Status, SubmissionProblem
+
+MODULE = '''
+import os, sys, torch
+print("imported")
+def add(a, b): return a + b
+def boom(): raise ValueError("bad value")
+def todo(): raise NotImplementedError
+def hang():
+    while True: pass
+def die(): os._exit(3)
+def leave(): sys.exit(4)
+def segv():
+    import signal; os.kill(os.getpid(), signal.SIGSEGV)
+def big(): return torch.empty(50 * 1024**3, dtype=torch.uint8)
+def flood():
+    while True: print("x" * 1000)
+def forge():
+    os.write(4, b"\\x10\\x00\\x00\\x00" + b'{"ok": true}' + b"    ")
+    return 1
+def module(): return torch.nn.Linear(2, 2)
+'''
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("modules")
+    (folder / "ex01_demo.py").write_text(MODULE)
+    (folder / "ex02_broken.py").write_text("def f(:\n")
+    (folder / "ex03_exits.py").write_text("import os\nos._exit(0)\n")
+    s = WorkerSession(get_sandbox("process"), WorkerLaunch(folder, Limits()), OutputCapture(flood_bytes=1_000_000))
+    yield s
+    s.close()
+
+
+def call(session: WorkerSession, name: str, *args, exercise: str = "ex01_demo", timeout: float = 5.0):
+    return session.request({"op": "call", "exercise": exercise, "name": name, "args": list(args)}, timeout)
+
+
+def problem(session: WorkerSession, name: str, **kwargs) -> SubmissionProblem:
+    with pytest.raises(SubmissionProblem) as info:
+        call(session, name, **kwargs)
+    return info.value
+
+
+def test_calls_return_data(session: WorkerSession) -> None:
+    assert torch.equal(call(session, "add", torch.ones(2), 2), torch.full((2,), 3.0))
+    assert "imported" in session.capture.text("ex01_demo")
+    assert session.facts["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize("name,status,words", [
+    ("boom", Status.ERROR, "ValueError: bad value"),
+    ("todo", Status.NOT_IMPLEMENTED, "Not implemented"),
+    ("die", Status.CRASHED, "exit code 3"),
+    ("leave", Status.ERROR, "sys.exit"),
+    ("segv", Status.CRASHED, "SIGSEGV"),
+    ("big", Status.OUT_OF_MEMORY, "Out of memory"),
+    ("module", Status.ERROR, "cannot be graded"),
+    ("missing", Status.ERROR, "no function or class named 'missing'"),
+])
+def test_failures_are_named(session: WorkerSession, name: str, status: Status, words: str) -> None:
+    found = problem(session, name)
+    assert found.status == status and words in found.message.en, found.message.en
+    assert call(session, "add", 1, 2) == 3  # and the session carries on
+
+
+def test_hang_is_killed_at_the_deadline(session: WorkerSession) -> None:
+    start = time.monotonic()
+    assert problem(session, "hang", timeout=2.0).status == Status.TIMED_OUT
+    assert time.monotonic() - start < 6
+    assert call(session, "add", 1, 1) == 2
+
+
+def test_output_flood_stops_the_worker(session: WorkerSession) -> None:
+    assert problem(session, "flood", timeout=20.0).status == Status.OUTPUT_LIMIT
+    assert call(session, "add", 1, 1) == 2
+
+
+def test_forged_frames_are_garbage_not_results(session: WorkerSession) -> None:
+    found = problem(session, "forge")
+    assert found.status == Status.CRASHED
+    assert call(session, "add", 2, 2) == 4
+
+
+def test_import_failures_are_remembered(session: WorkerSession) -> None:
+    first = problem(session, "f", exercise="ex02_broken")
+    assert first.status == Status.IMPORT_ERROR and "SyntaxError" in first.message.en
+    restarts = session.restarts
+    assert problem(session, "f", exercise="ex03_exits").status == Status.IMPORT_ERROR
+    assert problem(session, "f", exercise="ex03_exits").status == Status.IMPORT_ERROR
+    assert session.restarts == restarts + 1  # the second call did not pay for another worker
+    assert problem(session, "f", exercise="ex04_absent").status == Status.NOT_SUBMITTED
+
+
+def test_worker_environment_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADER_SECRET", "s3cret")
+    (tmp_path / "ex01_env.py").write_text(
+        "import os, sys\ndef env(): return dict(os.environ)\ndef path(): return list(sys.path)\n"
+        "def cwd(): return os.getcwd()\n")
+    s = WorkerSession(get_sandbox("process"), WorkerLaunch(tmp_path))
+    try:
+        env = call(s, "env", exercise="ex01_env")
+        assert "GRADER_SECRET" not in env and env["OMP_NUM_THREADS"] == "1"
+        assert not any("solutions" in p or p.endswith("/main") for p in call(s, "path", exercise="ex01_env"))
+        assert call(s, "cwd", exercise="ex01_env") != str(tmp_path)
+    finally:
+        s.close()
