@@ -25,6 +25,7 @@ class Limits:
     processes: int = 256
     open_files: int = 256
     tmpfs_bytes: int = 256 * 1024**2
+    cpus: float = 1.0  # CPU share for backends that can cap it (Docker, cgroups)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Sandbox(Protocol):
     isolated: bool  # False only for the plain-process backend
 
     def start(self, launch: WorkerLaunch) -> RunningWorker: ...
+
+    def describe(self) -> dict[str, object]:
+        """Facts for the report: backend name, isolation, image id, GPU devices…"""
 
     def close(self) -> None:
         """Release what the backend holds (pre-started containers, temp dirs)."""

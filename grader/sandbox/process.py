@@ -106,5 +106,8 @@ class ProcessSandbox:
         )
         return ProcessWorker(proc, scratch)
 
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name, "isolated": self.isolated}
+
     def close(self) -> None:
         pass
