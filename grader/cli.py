@@ -12,6 +12,7 @@ from rich.console import Console
 from grader.catalog import default_course
 from grader.i18n import Lang
 from grader.ingest import ArchiveRejected, pack_directory
+from grader.sandbox import SandboxUnavailable, resolve_auto
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Grade PyTorch exercises in a sandbox. 评测 PyTorch 练习。")
@@ -30,7 +31,7 @@ def _lang(value: str) -> Lang:
     return value  # type: ignore[return-value]
 
 
-def _progress(total_hint: str):  # noqa: ANN202 - returns a callback
+def _progress():  # noqa: ANN202 - returns a callback
     from grader.report import TestResult
 
     def on_result(result: TestResult) -> None:
@@ -45,7 +46,8 @@ def run(
     submission: Path = typer.Argument(..., help="submission.zip"),
     out: Path = typer.Option(Path("grader-out"), "--out", help="folder for report.json"),
     lang: str = typer.Option("en", "--lang", help="en or zh"),
-    sandbox: str = typer.Option("process", "--sandbox", help="where student code runs"),
+    sandbox: str = typer.Option("auto", "--sandbox", help="auto, docker, bwrap or process (no isolation)"),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs to expose: 'all' or ids like '0,1' (default: none)"),
     seed_id: Optional[str] = typer.Option(None, "--seed-id", help="replay the inputs of an earlier run"),
     keyword: str = typer.Option("", "-k", help="only tests matching this pytest -k expression"),
 ) -> None:
@@ -56,12 +58,18 @@ def run(
     language = _lang(lang)
     if not submission.is_file():
         raise fail(f"{submission} is not a file / 找不到文件")
-    console.print(f"grading {submission} …", highlight=False)
     try:
-        report = grade_submission(submission, default_course(), sandbox=sandbox, lang=language,
-                                  seed_id=seed_id, keyword=keyword, on_result=_progress(""))
+        backend = resolve_auto() if sandbox == "auto" else sandbox
+    except SandboxUnavailable as unavailable:
+        raise fail(str(unavailable)) from None
+    console.print(f"grading {submission} in the {backend} sandbox …", highlight=False)
+    try:
+        report = grade_submission(submission, default_course(), sandbox=backend, lang=language,
+                                  seed_id=seed_id, keyword=keyword, gpus=gpus, on_result=_progress())
     except ArchiveRejected as rejected:
         raise fail(rejected.message.render(language)) from None
+    except SandboxUnavailable as unavailable:
+        raise fail(str(unavailable)) from None
     console.print()
     path = report.write(out)
     print_report(report, console)
@@ -74,6 +82,7 @@ def check(
     keyword: str = typer.Option("", "-k", help="only tests matching this expression, e.g. a task name"),
     lang: str = typer.Option("en", "--lang"),
     folder: Path = typer.Option(None, "--dir", help="folder with your exercise files (default: exercises/)"),
+    sandbox: str = typer.Option("process", "--sandbox", help="process (default: it is your own code), bwrap or docker"),
 ) -> None:
     """Run the public tests on your own exercises/ (no reference solution needed)."""
     import time
@@ -90,7 +99,7 @@ def check(
         raise fail(unknown.args[0]) from None
     modules = (folder or course.exercises_dir).resolve()
     run = GradingRun(course=course, modules_dir=modules, reference_dir=None, lang=language,
-                     on_result=_progress(""), print_summary=False)
+                     on_result=_progress(), print_summary=False, sandbox_name=sandbox)
     started = time.monotonic()
     try:
         run_autotests(run, markexpr="public", keyword=keyword, exercises=exercises)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,6 +42,8 @@ class GradingRun:
     gpus: str | None = None
     on_result: Callable[[TestResult], None] | None = None
     print_summary: bool = True  # plain pytest prints the scores; ``grader`` prints its own summary
+    budget_s: float = 1800.0  # wall-clock budget for the whole submission
+    started: float = field(default_factory=time.monotonic)
     results: list[TestResult] = field(default_factory=list)
     capture: OutputCapture = field(default_factory=OutputCapture)
     _sandbox: Sandbox | None = None
@@ -52,12 +55,16 @@ class GradingRun:
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = get_sandbox(self.sandbox_name)
+            self._sandbox = get_sandbox(self.sandbox_name, self.gpus)
         return self._sandbox
 
     @property
     def session(self) -> WorkerSession | None:
         return self._session
+
+    def deadline_for(self, test_budget_s: float) -> float:
+        """When a test must end: its own budget, capped by the submission's."""
+        return min(time.monotonic() + test_budget_s, self.started + self.budget_s)
 
     def submitted(self, exercise: str) -> bool:
         return self.modules_dir is not None and (self.modules_dir / f"{exercise}.py").is_file()
@@ -65,6 +72,11 @@ class GradingRun:
     def student(self, spec: ExerciseSpec) -> RemoteImplementation:
         if not self.submitted(spec.id):
             raise SubmissionProblem(Msg("未提交该练习文件", "This exercise was not submitted"), Status.NOT_SUBMITTED)
+        if time.monotonic() > self.started + self.budget_s:
+            raise SubmissionProblem(Msg(
+                f"整个提交的评测时间（{self.budget_s:.0f} 秒）已用完，其余测试未运行。",
+                f"The submission used up its total grading time ({self.budget_s:.0f} s); the remaining tests did not run.",
+            ), Status.TIMED_OUT)
         if self._session is None:
             assert self.modules_dir is not None
             launch = WorkerLaunch(self.modules_dir, self.limits, self.gpus)

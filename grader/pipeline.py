@@ -110,6 +110,7 @@ def grade_submission(
             on_result=on_result,
             print_summary=False,
         )
+        _ = run.sandbox  # start the backend now: it warms up (a container pool) while pytest collects
         try:
             run_autotests(run, keyword=keyword)
             return build_report(run, submission, started)

@@ -10,7 +10,6 @@ Every test declares, with markers, its points, one kind (``shape``, ``gradient``
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -124,9 +123,9 @@ def spec(request: pytest.FixtureRequest) -> ExerciseSpec:
 @pytest.fixture
 def student(request: pytest.FixtureRequest, spec: ExerciseSpec) -> RemoteImplementation:
     """The submission's implementation of this exercise, running in the sandboxed worker."""
-    impl = grading_run(request.config).student(spec)
-    timeout = _marker_arg(request.node, "timeout_s") or spec.test_timeout_s
-    impl.deadline = time.monotonic() + float(timeout)
+    run = grading_run(request.config)
+    impl = run.student(spec)
+    impl.deadline = run.deadline_for(float(_marker_arg(request.node, "timeout_s") or spec.test_timeout_s))
     return impl
 
 

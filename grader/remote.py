@@ -234,6 +234,12 @@ def _flood_problem() -> SubmissionProblem:
 
 def _death_problem(exit_info: ExitInfo | None, during: str) -> SubmissionProblem:
     how = exit_info.describe() if exit_info else "unknown"
+    if exit_info is not None and exit_info.oom_killed:
+        return SubmissionProblem(Msg(
+            f"内存不足：{during}期间超出内存上限，进程被终止。请减小张量或批大小。",
+            f"Out of memory: the worker exceeded its memory limit during {during} and was killed. "
+            "Use smaller tensors or batches.",
+        ), Status.OUT_OF_MEMORY)
     if exit_info is not None and exit_info.signal is None:
         return WorkerDied(Msg(
             f"提交代码在{during}期间结束了进程（{how}）：不要调用 os._exit / sys.exit。",

@@ -1,19 +1,72 @@
-"""Sandbox backends behind one interface: ``get_sandbox(name)`` returns a started backend."""
+"""Sandbox backends behind one interface; :func:`get_sandbox` picks and starts one.
+
+``auto`` prefers Docker when an engine answers, then bubblewrap, and otherwise refuses with a
+message that says how to install one. ``process`` (no isolation) is used only when asked for.
+"""
 
 from __future__ import annotations
 
 from grader.sandbox.base import ExitInfo, Limits, RunningWorker, Sandbox, WorkerLaunch
 
-__all__ = ["ExitInfo", "Limits", "RunningWorker", "Sandbox", "WorkerLaunch", "get_sandbox"]
+__all__ = ["ExitInfo", "Limits", "RunningWorker", "Sandbox", "SandboxUnavailable", "WorkerLaunch",
+           "get_sandbox", "BACKENDS"]
+
+BACKENDS = ("auto", "docker", "bwrap", "process")
 
 
 class SandboxUnavailable(RuntimeError):
-    """The requested backend cannot run here; the message says how to install it."""
+    """The requested backend cannot run here; the message says how to make it available."""
 
 
-def get_sandbox(name: str) -> Sandbox:
+def _docker(gpus: str | None) -> Sandbox:
+    from grader.sandbox import docker
+
+    if not docker.engine_available():
+        raise SandboxUnavailable("no Docker engine answers: start dockerd (see scripts/docker-image.sh)")
+    try:
+        return docker.DockerSandbox(gpus=gpus)
+    except docker.DockerSandboxError as exc:
+        raise SandboxUnavailable(str(exc)) from None
+
+
+def _bwrap(gpus: str | None) -> Sandbox:
+    from grader.sandbox import bwrap
+
+    if not bwrap.works():
+        raise SandboxUnavailable("bubblewrap is missing or cannot create namespaces: "
+                                 "run `apt-get install bubblewrap` and allow user namespaces")
+    try:
+        return bwrap.BwrapSandbox(gpus=gpus)
+    except bwrap.BwrapUnavailable as exc:
+        raise SandboxUnavailable(str(exc)) from None
+
+
+def resolve_auto() -> str:
+    """The backend ``auto`` stands for on this host."""
+    from grader.sandbox import bwrap
+
+    try:
+        from grader.sandbox import docker
+    except ImportError:  # the docker SDK is not installed
+        docker = None  # type: ignore[assignment]
+    if docker is not None and docker.engine_available() and docker.runner_image_present():
+        return "docker"
+    if bwrap.works():
+        return "bwrap"
+    raise SandboxUnavailable(
+        "no sandbox available: start a Docker engine and build the image (`bash scripts/docker-image.sh`), "
+        "or install bubblewrap (`apt-get install bubblewrap`); `--sandbox process` runs without isolation")
+
+
+def get_sandbox(name: str, gpus: str | None = None) -> Sandbox:
+    if name == "auto":
+        name = resolve_auto()
+    if name == "docker":
+        return _docker(gpus)
+    if name == "bwrap":
+        return _bwrap(gpus)
     if name == "process":
         from grader.sandbox.process import ProcessSandbox
 
         return ProcessSandbox()
-    raise SandboxUnavailable(f"unknown sandbox {name!r}: choose process")
+    raise SandboxUnavailable(f"unknown sandbox {name!r}: choose one of {', '.join(BACKENDS)}")

@@ -41,6 +41,7 @@ class WorkerLaunch:
 class ExitInfo:
     code: int | None  # exit status, or None when killed by a signal
     signal: int | None
+    oom_killed: bool = False  # the backend knows the memory cap killed it (cgroup, Docker)
 
     def describe(self) -> str:
         if self.signal is not None:

@@ -1,0 +1,115 @@
+"""The bubblewrap backend: the embedded default where no Docker engine runs.
+
+The worker gets new namespaces of every kind (no network), a root made only of read-only binds
+of the system and the Python environment, size-capped tmpfs for ``/tmp``, ``/dev/shm`` and its
+home, the submission read-only at ``/submission`` and the worker code at ``/opt/grader-lib``.
+Nothing else of the host is visible: not the course (``solutions/``, ``autotests/``), not the
+grader's files or environment. Limits come from rlimits and, where the host allows, a cgroup.
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from grader.sandbox.base import (
+    Limits, WorkerLaunch, make_scratch, stage_worker_package, worker_command,
+)
+from grader.sandbox.process import SubprocessWorker, spawn, worker_environment
+
+LIB = "/opt/grader-lib"
+SUBMISSION = "/submission"
+HOME = "/home/worker"
+SANDBOX_UID = 65534
+
+
+class BwrapUnavailable(RuntimeError):
+    pass
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def python_roots() -> list[str]:
+    """Folders that hold the interpreter and its packages (a venv and the Python it was made from)."""
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent}
+    return sorted(str(r) for r in roots if not str(r).startswith("/usr"))
+
+
+def gpu_device_nodes() -> list[str]:
+    return sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*"))
+
+
+def bwrap_command(launch: WorkerLaunch, lib: Path, python: str) -> list[str]:
+    limits: Limits = launch.limits
+    tmpfs = str(limits.tmpfs_bytes)
+    command = [
+        bwrap_path() or "bwrap",
+        "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+        "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+        "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", tmpfs, "--tmpfs", "/tmp",
+        "--size", tmpfs, "--tmpfs", "/dev/shm",
+        "--size", tmpfs, "--tmpfs", HOME,
+        "--ro-bind", str(lib), LIB,
+        "--ro-bind", str(launch.modules_dir), SUBMISSION,
+        "--chdir", HOME,
+        "--clearenv",
+    ]
+    for root in python_roots():
+        command += ["--ro-bind", root, root]
+    if launch.gpus is not None:
+        for node in gpu_device_nodes():
+            command += ["--dev-bind", node, node]
+        command += ["--ro-bind-try", "/sys", "/sys"]
+    for key, value in worker_environment(HOME, launch.gpus).items():
+        command += ["--setenv", key, value]
+    return command + ["--", *worker_command(python, LIB, SUBMISSION)]
+
+
+class BwrapSandbox:
+    name = "bwrap"
+    isolated = True
+
+    def __init__(self, gpus: str | None = None) -> None:
+        if bwrap_path() is None:
+            raise BwrapUnavailable("bubblewrap is not installed: run `apt-get install bubblewrap`")
+        if gpus is not None and not gpu_device_nodes():
+            raise BwrapUnavailable(f"--gpus {gpus} was asked for, but this host has no /dev/nvidia* devices")
+        self.gpus = gpus
+
+    def start(self, launch: WorkerLaunch) -> SubprocessWorker:
+        scratch = make_scratch("grader-bwrap-")
+        lib = stage_worker_package(scratch / "lib")
+        command = bwrap_command(launch, lib, sys.executable)
+        return spawn(command, cwd=scratch, env={"PATH": "/usr/bin:/bin"}, limits=launch.limits, scratch=scratch)
+
+    def describe(self) -> dict[str, object]:
+        version = subprocess.run([bwrap_path() or "bwrap", "--version"], capture_output=True, text=True).stdout.strip()
+        return {"backend": self.name, "isolated": self.isolated, "bwrap": version, "gpus": self.gpus}
+
+    def close(self) -> None:
+        pass
+
+
+def works() -> bool:
+    """Whether bubblewrap can create its namespaces here (user namespaces may be disabled)."""
+    path = bwrap_path()
+    if path is None:
+        return False
+    probe = subprocess.run([path, "--unshare-all", "--unshare-user", "--ro-bind", "/usr", "/usr",
+                            "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+                            "--symlink", "usr/lib64", "/lib64", "--", "/usr/bin/true"],
+                           capture_output=True, timeout=20)
+    return probe.returncode == 0

@@ -1,0 +1,129 @@
+"""A cgroup per worker, where the host lets us make one: process and memory caps that hold for
+root too (RLIMIT_NPROC does not), and a reliable way to kill everything a worker started,
+daemons that left its process group included.
+
+Works with cgroup v1 (``pids`` and ``memory`` hierarchies) and v2 (one unified hierarchy). Where
+neither is writable, :meth:`WorkerCgroup.create` returns None and the backends fall back to
+rlimits alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PREFIX = "torch-grader-"
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)
+
+
+@dataclass
+class WorkerCgroup:
+    dirs: list[Path]  # one per hierarchy (v1: pids and memory; v2: one)
+    memory_dir: Path | None
+    version: int
+
+    @classmethod
+    def create(cls, processes: int, memory_bytes: int) -> "WorkerCgroup | None":
+        name = PREFIX + secrets.token_hex(6)
+        try:
+            if (ROOT / "cgroup.controllers").exists():  # v2 mounted at the root
+                controllers = (ROOT / "cgroup.subtree_control").read_text().split()
+                if not {"pids", "memory"} <= set(controllers):
+                    return None
+                group = ROOT / name
+                group.mkdir()
+                _write(group / "pids.max", str(processes))
+                _write(group / "memory.max", str(memory_bytes))
+                _write(group / "memory.swap.max", "0")
+                return cls([group], group, 2)
+            pids, memory = ROOT / "pids" / name, ROOT / "memory" / name
+            if not (ROOT / "pids").is_dir() or not (ROOT / "memory").is_dir():
+                return None
+            pids.mkdir()
+            memory.mkdir()
+            _write(pids / "pids.max", str(processes))
+            _write(memory / "memory.limit_in_bytes", str(memory_bytes))
+            try:
+                _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))  # no swap either
+            except OSError:
+                pass
+            return cls([pids, memory], memory, 1)
+        except OSError:
+            return None
+
+    def attach(self, pid: int = 0) -> None:
+        """Move ``pid`` (0: the calling process) into the cgroup; call before exec in the child."""
+        for group in self.dirs:
+            _write(group / "cgroup.procs", str(pid or os.getpid()))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for group in self.dirs:
+            try:
+                found.update(int(p) for p in (group / "cgroup.procs").read_text().split())
+            except OSError:
+                pass
+        return found
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process in the cgroup until none is left (forks racing the kill too)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process here for exceeding the memory cap."""
+        if self.memory_dir is None:
+            return False
+        try:
+            if self.version == 2:
+                events = (self.memory_dir / "memory.events").read_text()
+            else:
+                events = (self.memory_dir / "memory.oom_control").read_text()
+        except OSError:
+            return False
+        for line in events.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip() not in ("", "0"):
+                return True
+        return False
+
+    def remove(self) -> None:
+        self.kill_all()
+        for group in self.dirs:
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def remove_leftovers() -> None:
+    """Remove empty cgroups left by a grader that crashed; busy ones may belong to a live grader."""
+    for parent in (ROOT, ROOT / "pids", ROOT / "memory"):
+        if not parent.is_dir():
+            continue
+        for group in parent.glob(PREFIX + "*"):
+            try:
+                group.rmdir()
+            except OSError:
+                pass
