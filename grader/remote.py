@@ -23,6 +23,7 @@ from grader.worker import wire
 
 STARTUP_TIMEOUT_S = 120.0
 IMPORT_TIMEOUT_S = 30.0
+ABORT_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -126,8 +127,8 @@ class WorkerSession:
         self.capture.reset_flood_budget()
         worker = self.sandbox.start(self.launch)
         channel = _Channel(worker, self.capture)
-        hello = self._await(channel, None, STARTUP_TIMEOUT_S, during="startup")
-        channel.facts = hello.get("value", {})
+        self._await(channel, None, STARTUP_TIMEOUT_S, during="startup")
+        channel.facts = self._exchange(channel, {"op": "facts"}, STARTUP_TIMEOUT_S, during="startup")
         self.facts = channel.facts
         return channel
 
@@ -150,13 +151,15 @@ class WorkerSession:
 
     # -- requests --------------------------------------------------------------------------
     def _await(self, channel: _Channel, request_id: int | None, timeout: float, during: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        """The next reply; on a deadline the call is aborted (the worker survives if it can)."""
         try:
-            reply = channel.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            reply = channel.replies.get(timeout=max(0.0, timeout))
         except queue.Empty:
-            self._discard(channel)
             if self.capture.flooded:
+                self._discard(channel)
                 raise _flood_problem() from None
+            if request_id is None or not self._abort(channel, request_id):
+                self._discard(channel)
             raise CallTimedOut(Msg(
                 f"超时：{during}超过 {timeout:.0f} 秒仍未返回（死循环？计算量过大？）",
                 f"Timed out: no result after {timeout:.0f} s during {during} (an endless loop? too much work?)",
@@ -178,6 +181,24 @@ class WorkerSession:
                 "工作进程的回复与请求不符，已终止", "The worker's reply did not match the request and it was stopped",
             ), Status.CRASHED)
         return reply
+
+    def _abort(self, channel: _Channel, request_id: int) -> bool:
+        """Ask the zygote to kill the child running ``request_id``; True if the worker is usable after."""
+        abort_id = next(self._ids)
+        if not channel.send(wire.encode_frame({"op": "abort", "id": abort_id}), ABORT_TIMEOUT_S):
+            return False
+        deadline = time.monotonic() + ABORT_TIMEOUT_S
+        seen: set[Any] = set()
+        while seen != {request_id, abort_id}:
+            try:
+                reply = channel.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if isinstance(reply, BaseException) or reply.get("id") not in (request_id, abort_id):
+                return False
+            seen.add(reply.get("id"))
+        channel.loaded.clear()  # the child was killed: the next call imports the module afresh
+        return True
 
     def request(self, message: dict[str, Any], timeout: float) -> Any:
         """Send ``message`` and return the reply's value; raises SubmissionProblem otherwise."""
@@ -214,7 +235,12 @@ class WorkerSession:
         reply = self._await(channel, request_id, timeout, during)
         if reply.get("ok"):
             return reply.get("value")
-        raise problem_from_error(reply.get("error") or {})
+        error = reply.get("error") or {}
+        if error.get("kind") == "died":
+            channel.loaded.clear()  # the zygote forks a fresh child (and import) for the next call
+            info = ExitInfo(code=error.get("exit_code"), signal=error.get("signal"))
+            raise _death_problem(info, during)
+        raise problem_from_error(error)
 
 
 def _as_import_problem(problem: SubmissionProblem) -> SubmissionProblem:
@@ -249,6 +275,11 @@ def _death_problem(exit_info: ExitInfo | None, during: str) -> SubmissionProblem
         return SubmissionProblem(Msg("CPU 时间超出上限。", "CPU time limit exceeded."), Status.TIMED_OUT)
     if exit_info is not None and exit_info.signal == 25:  # SIGXFSZ
         return WorkerDied(Msg("写入的文件超过大小上限。", "A file written by the submission exceeded the size limit."))
+    if exit_info is not None and exit_info.signal == 9:
+        return WorkerDied(Msg(
+            f"进程在{during}期间被强制终止（SIGKILL），通常是内存不足或进程数超限。",
+            f"The process was killed (SIGKILL) during {during}: usually out of memory or too many processes.",
+        ))
     return WorkerDied(Msg(
         f"工作进程在{during}期间崩溃（{how}）。",
         f"The worker crashed during {during} ({how}).",
@@ -263,6 +294,8 @@ def problem_from_error(error: dict[str, Any]) -> SubmissionProblem:
     where = str(error.get("traceback", "")).strip()
     detail = f"{etype}: {text}" + (f"\n{where}" if where else "")
     phase = error.get("phase")
+    if kind == "fork_failed":
+        return WorkerDied(Msg(f"无法启动进程（进程数超限？）：{text}", f"Could not start a process (too many processes?): {text}"))
     if kind == "missing":
         return SubmissionProblem(Msg("未提交该练习文件", "This exercise was not submitted"), Status.NOT_SUBMITTED)
     if kind == "not_implemented":

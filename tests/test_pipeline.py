@@ -112,8 +112,8 @@ def test_exit_inside_functions_fails_those_tests_only(tmp_path: Path) -> None:
         elif "pairwise" in name:
             assert test["status"] == "crashed" and "os._exit" in test["message"], test
         else:
-            assert test["status"] == "passed", test  # the worker restarted and grading went on
-    assert report["sandbox"]["worker_restarts"] >= 1
+            assert test["status"] == "passed", test  # a fresh child took over and grading went on
+    assert report["sandbox"]["worker_restarts"] == 0  # only the forked child died, not the sandbox
 
 
 def test_syntax_error_is_an_import_error(tmp_path: Path) -> None:

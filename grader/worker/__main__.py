@@ -20,6 +20,7 @@ import torch
 
 from . import wire
 from .calls import dispatch
+from .zygote import Zygote
 
 MODULE_NAME = re.compile(r"^ex\d\d_[a-z0-9_]+$")
 MAX_MESSAGE_CHARS = 2000
@@ -95,22 +96,30 @@ class ModuleHost:
         return self._modules[name]
 
 
+def base_facts() -> dict[str, Any]:
+    """What the zygote may report: nothing here touches CUDA, which must not start before a fork."""
+    return {"python": platform.python_version(), "torch": torch.__version__, "pid_namespace_init": os.getpid() == 1}
+
+
 def environment_facts() -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "devices": [],
-    }
+    """Versions and devices, gathered in a child (CUDA initialises there, never in the zygote)."""
+    facts: dict[str, Any] = {**base_facts(), "cuda_available": torch.cuda.is_available(), "devices": []}
     if torch.cuda.is_available():
         facts["cuda"] = torch.version.cuda
         facts["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        try:
+            import subprocess
+
+            facts["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                             capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            facts["driver"] = "unknown"
     return facts
 
 
 def handle(request: dict[str, Any], host: ModuleHost) -> dict[str, Any]:
     op = request.get("op")
-    if op == "ping":
+    if op == "facts":
         return {"ok": True, "value": environment_facts()}
     exercise = str(request.get("exercise", ""))
     phase = "import"
@@ -124,12 +133,13 @@ def handle(request: dict[str, Any], host: ModuleHost) -> dict[str, Any]:
         return {"ok": False, "error": describe_error(exc, phase, host.directory)}
 
 
-def serve(modules: str, requests_fd: int, replies_fd: int) -> None:
-    torch.set_num_threads(1)
+def serve(modules: str, requests_fd: int, replies_fd: int, hello: bool = True) -> None:
+    """Answer requests for the modules in ``modules`` on one channel (a zygote's child does this)."""
     host = ModuleHost(modules)
     requests = os.fdopen(requests_fd, "rb")
     replies = os.fdopen(replies_fd, "wb")
-    wire.write_frame(replies, {"ok": True, "value": environment_facts()})
+    if hello:
+        wire.write_frame(replies, {"ok": True, "value": base_facts()})
     while True:
         try:
             request = wire.read_frame(requests)
@@ -169,7 +179,8 @@ def main() -> None:
     parser.add_argument("--modules", required=True)
     args = parser.parse_args()
     requests_fd, replies_fd = take_channel_from_stdio()
-    serve(args.modules, requests_fd, replies_fd)
+    torch.set_num_threads(1)
+    Zygote(args.modules, requests_fd, replies_fd).serve({"ok": True, "value": base_facts()})
     os._exit(0)  # skip interpreter teardown: student atexit hooks have nothing to say to the grader
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -208,6 +209,46 @@ def read_frame(stream: BinaryIO) -> dict[str, Any]:
     if blob_len > MAX_BLOB_BYTES:
         raise WireError("frame data too large")
     return decode_frame(header, _read_exact(stream, blob_len))
+
+
+def read_raw_frame(fd: int) -> tuple[bytes, dict[str, Any]]:
+    """Read one whole frame from a file descriptor: its bytes, and its header's plain top-level fields.
+
+    Lets a relay route a frame by its ``op``, ``id`` and ``exercise`` without decoding tensors.
+    """
+    def exact(n: int) -> bytes:
+        chunks = []
+        while n:
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                raise ChannelClosed("channel closed")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    head = exact(4)
+    (header_len,) = struct.unpack("<I", head)
+    if header_len > MAX_HEADER_BYTES:
+        raise WireError("frame header too large")
+    header = exact(header_len)
+    size = exact(8)
+    (blob_len,) = struct.unpack("<Q", size)
+    if blob_len > MAX_BLOB_BYTES:
+        raise WireError("frame data too large")
+    blob = exact(blob_len)
+    try:
+        tree = json.loads(header)
+        fields = tree["__dict__"] if isinstance(tree, dict) and isinstance(tree.get("__dict__"), dict) else {}
+    except ValueError:
+        raise WireError("unreadable frame header") from None
+    plain = {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return head + header + size + blob, plain
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:

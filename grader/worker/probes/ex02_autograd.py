@@ -96,14 +96,14 @@ def run_fit_line(impl: ModuleType, x: torch.Tensor, y: torch.Tensor,
 
 
 @probe
-def time_fit_line(impl: ModuleType, n: int, seed: int, repeats: int = 1) -> dict[str, Any]:
-    """For speed tests: fit a line to ``n`` points generated here, ``repeats`` times."""
+def time_fit_line(impl: ModuleType, n: int, steps: int, seed: int, repeats: int = 1) -> dict[str, Any]:
+    """For speed tests: fit a line to ``n`` points generated here (``steps`` steps), ``repeats`` times."""
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, generator=g) * 2 - 1
     y = 2 * x + 1 + 0.05 * torch.randn(n, generator=g)
     out = None
     for _ in range(repeats):
-        out = impl.fit_line(x.clone(), y.clone())
+        out = impl.fit_line(x.clone(), y.clone(), steps=steps)
     return {"value": out}
 
 
@@ -219,7 +219,6 @@ def run_saliency(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tens
     res = _observe(lambda: impl.input_saliency(model, x, target))
     res.update(
         param_grads_none=all(p.grad is None for p in model.parameters()),
-        param_grads_zero=all(p.grad is None or not bool(p.grad.any()) for p in model.parameters()),
         training=[m.training for m in model.modules()],
         x_changed=not torch.equal(x.detach(), before),
         x_requires_grad=bool(x.requires_grad),

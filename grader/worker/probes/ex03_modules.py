@@ -9,6 +9,7 @@ submission raised, and the tests judge them.
 from __future__ import annotations
 
 import contextlib
+import traceback
 import warnings
 from types import ModuleType
 from typing import Any
@@ -20,19 +21,25 @@ from torch import nn
 from . import probe
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:600]
+def _describe(exc: BaseException, impl: ModuleType | None = None) -> str:
+    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
+    text = f"{type(exc).__name__}: {exc}"[:600]
+    path = getattr(impl, "__file__", None)
+    if path:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
+        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
+    return text
 
 
 @contextlib.contextmanager
-def _observe_errors(sink: dict[str, Any], key: str = "error"):
+def _observe_errors(sink: dict[str, Any], key: str = "error", impl: ModuleType | None = None):
     """Record an exception the submission raised under ``sink[key]``; NotImplementedError passes."""
     try:
         yield
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001 - the error is the observation
-        sink[key] = _describe(exc)
+        sink[key] = _describe(exc, impl)
         sink[key + "_type"] = type(exc).__name__
 
 
@@ -100,7 +107,7 @@ def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill
     result: dict[str, Any] = {"error": None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _observe_errors(result):
+        with _observe_errors(result, impl=impl):
             model.apply(impl.init_weights)
     after = dict(model.named_parameters())
     result.update({
@@ -148,12 +155,12 @@ def _mlp_layers(model: nn.Module) -> dict[str, Any]:
 @probe
 def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes: list[str] = ("eval",),
                 seed: int = 0, dtype: torch.dtype | None = None, device: str | None = None,
-                transpose: list[int] | None = None, catch: bool = False) -> dict[str, Any]:
+                transpose: list[int] | None = None) -> dict[str, Any]:
     """Build ``MLP(**config)`` and run ``x`` through it once per entry of ``modes`` ("train"/"eval").
 
     Returns the outputs, the output of the last ``nn.Linear`` called in each forward (forward
     hooks), and the registered layers. ``transpose`` makes ``x`` a non-contiguous view first.
-    With ``catch`` an exception from the submission is returned as ``error`` instead of raised.
+    An exception from the forward pass is returned as ``error`` (with the registered layers).
     """
     result: dict[str, Any] = {"error": None}
     model = _mlp(impl, config, seed, dtype, device)
@@ -163,9 +170,7 @@ def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes
     hooks = [m.register_forward_hook(lambda _m, _i, out: calls.append(out))
              for m in model.modules() if isinstance(m, nn.Linear)]
     outs, last_linear = [], []
-    with contextlib.ExitStack() as stack:
-        if catch:
-            stack.enter_context(_observe_errors(result))
+    with _observe_errors(result, impl=impl):
         for mode in modes:
             model.train(mode == "train")
             calls.clear()
@@ -174,7 +179,7 @@ def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes
     for h in hooks:
         h.remove()
     if result["error"] is not None:
-        return result
+        return {**result, **_mlp_layers(model)}
     return {**result, "outs": outs, "last_linear": last_linear, **_mlp_layers(model)}
 
 
@@ -200,9 +205,11 @@ def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_t
     """Train ``MLP(**config)`` with Adam and cross-entropy on minibatches of the given data.
 
     Returns the eval-mode logits on ``x_eval``, and those of a second instance (another seed) that
-    loaded the trained model's ``state_dict``.
+    loaded the trained model's ``state_dict``. A model without parameters is reported, not trained.
     """
     model = _mlp(impl, config, seed)
+    if not list(model.parameters()):
+        return {"n_params": 0}
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     model.train()
@@ -231,7 +238,8 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
                      device: str | None = None) -> dict[str, Any]:
     """``build_sequential(sizes[, dropout])``: its children, state_dict, output on ``x`` and grads.
 
-    With ``state`` the model first loads it (strict); a failure is returned as ``load_error``.
+    With ``state`` the model first loads it (strict); a failure is returned as ``load_error``, and
+    an exception from the forward pass as ``forward_error``.
     """
     torch.manual_seed(seed)
     model = impl.build_sequential(list(sizes)) if dropout is None else impl.build_sequential(list(sizes), dropout)
@@ -241,17 +249,21 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
         return result
     result["children"] = [[name, type(m).__name__, getattr(m, "p", None)] for name, m in model.named_children()]
     result["state_keys"] = list(model.state_dict().keys())
+    if dtype is not None:
+        model = model.to(dtype)
     if state is not None:
         with _observe_errors(result, "load_error"):
             model.load_state_dict(state)
         if result["load_error"] is not None:
             return result
-    if dtype is not None:
-        model = model.to(dtype)
     if device is not None:
         model = model.to(device)
     model.train(train)
-    out = model(x)
+    result["forward_error"] = None
+    with _observe_errors(result, "forward_error", impl):
+        out = model(x)
+    if result["forward_error"] is not None:
+        return result
     result["out"] = out
     result["state"] = dict(model.state_dict())
     if grad_output is not None:
@@ -333,7 +345,7 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
     out = None
     with contextlib.ExitStack() as stack:
         if catch:
-            stack.enter_context(_observe_errors(result))
+            stack.enter_context(_observe_errors(result, impl=impl))
         if repeats > 1:
             stack.enter_context(torch.no_grad())
         for _ in range(repeats):
@@ -375,7 +387,7 @@ def multihead_moved(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str,
     for name in heads:
         x = torch.randn(batch, in_dim, dtype=dtype or torch.float32, device=device or "cpu")
         sink: dict[str, Any] = {}
-        with _observe_errors(sink):
+        with _observe_errors(sink, impl=impl):
             outs[name] = model(x, name)
         if "error" in sink:
             errors[name] = sink["error"]

@@ -1,0 +1,132 @@
+"""The zygote: imports torch once, then forks one child per exercise to run student code.
+
+The zygote itself never runs student code. Each exercise's module is imported in a child of
+its own, so one exercise that patches torch, leaks threads or crashes cannot touch another,
+and a crashed child costs a fork (milliseconds) instead of a new sandbox (seconds: a container
+start re-imports torch). The zygote relays frames between the grader and the child without
+decoding their tensors, and on the grader's ``abort`` (a deadline passed) kills the child.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from . import wire
+
+
+@dataclass
+class Child:
+    pid: int
+    to_child: int
+    from_child: int
+
+
+class Zygote:
+    def __init__(self, modules: str, requests_fd: int, replies_fd: int) -> None:
+        self.modules = modules
+        self.requests_fd = requests_fd
+        self.replies_fd = replies_fd
+        self.children: dict[str, Child] = {}
+
+    # -- children --------------------------------------------------------------------------
+    def _fork(self, exercise: str) -> Child:
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: serve this exercise only
+            try:
+                os.setpgid(0, 0)
+                keep = {0, 1, 2, to_r, from_w}
+                for fd in [self.requests_fd, self.replies_fd, to_w, from_r] + [
+                        f for c in self.children.values() for f in (c.to_child, c.from_child)]:
+                    if fd not in keep:
+                        os.close(fd)
+                from .__main__ import serve
+
+                serve(self.modules, to_r, from_w, hello=False)
+            finally:
+                os._exit(0)
+        os.close(to_r)
+        os.close(from_w)
+        child = Child(pid, to_w, from_r)
+        self.children[exercise] = child
+        return child
+
+    def _end(self, exercise: str) -> tuple[int | None, int | None]:
+        """Kill and reap a child; return its (exit code, signal)."""
+        child = self.children.pop(exercise)
+        for fd in (child.to_child, child.from_child):
+            os.close(fd)
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        _, status = os.waitpid(child.pid, 0)
+        if os.WIFSIGNALED(status):
+            return None, os.WTERMSIG(status)
+        return os.WEXITSTATUS(status), None
+
+    # -- relaying --------------------------------------------------------------------------
+    def _reply(self, message: dict[str, Any]) -> None:
+        wire.write_all(self.replies_fd, wire.encode_frame(message))
+
+    def _error(self, request_id: Any, kind: str, message: str, **extra: Any) -> None:
+        self._reply({"id": request_id, "ok": False,
+                     "error": {"type": kind, "kind": kind, "phase": "call", "message": message, "traceback": "",
+                               **extra}})
+
+    def _relay(self, exercise: str, raw: bytes, request_id: Any) -> bool:
+        """Forward one request to the child and its reply back; False when told to shut down."""
+        try:
+            child = self.children.get(exercise) or self._fork(exercise)
+        except OSError as exc:  # e.g. the process limit is used up
+            self._error(request_id, "fork_failed", f"could not start a process: {exc}")
+            return True
+        try:
+            wire.write_all(child.to_child, raw)
+        except OSError:
+            pass  # the child is gone; reading its reply below reports how it ended
+        while True:
+            ready, _, _ = select.select([child.from_child, self.requests_fd], [], [])
+            if child.from_child in ready:
+                try:
+                    reply, _ = wire.read_raw_frame(child.from_child)
+                except wire.WireError:
+                    code, sig = self._end(exercise)
+                    self._error(request_id, "died", "the process ended", exit_code=code, signal=sig)
+                    return True
+                wire.write_all(self.replies_fd, reply)
+                return True
+            raw_control, control = wire.read_raw_frame(self.requests_fd)
+            if control.get("op") in ("abort", "shutdown"):
+                self._end(exercise)
+                self._error(request_id, "aborted", "stopped at the grader's deadline")
+                if control.get("op") == "shutdown":
+                    return False
+                self._reply({"id": control.get("id"), "ok": True, "value": None})
+                return True
+            # The grader sends one request at a time; anything else is a protocol error.
+            self._error(control.get("id"), "protocol", "a request arrived while another was running")
+
+    def serve(self, hello: dict[str, Any]) -> None:
+        self._reply(hello)
+        while True:
+            try:
+                raw, request = wire.read_raw_frame(self.requests_fd)
+            except wire.WireError:
+                break
+            op = request.get("op")
+            if op == "shutdown":
+                break
+            if op == "abort":  # nothing running: the deadline and the reply crossed
+                self._reply({"id": request.get("id"), "ok": True, "value": None})
+                continue
+            exercise = "" if op == "facts" else str(request.get("exercise", ""))
+            if not self._relay(exercise, raw, request.get("id")):
+                break
+        for exercise in list(self.children):
+            self._end(exercise)
