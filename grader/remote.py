@@ -9,8 +9,11 @@ happened, and the next request starts a fresh worker.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import queue
+import struct
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -91,6 +94,27 @@ class _Channel:
             if capture.flooded:
                 self.worker.kill()
                 return
+
+    def settle_output(self, timeout: float = 1.0) -> None:
+        """Wait until the drain thread has read what the worker wrote so far.
+
+        Output is attributed to the exercise running when it is read; what a module printed
+        before its last reply is already in the pipe, so switching exercises waits for it.
+        """
+        try:
+            fd = self.worker.output.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except OSError:
+                return
+            if pending == 0:
+                time.sleep(0.01)  # let the drain thread file the last chunk it took
+                return
+            time.sleep(0.005)
 
     def send(self, frame: bytes, timeout: float) -> bool:
         """Write a request; False if the worker did not take it in time (it is not reading)."""
@@ -209,6 +233,8 @@ class WorkerSession:
             if self._channel is None:
                 self._channel = self._start()
             channel = self._channel
+            if self.capture.current != exercise:
+                channel.settle_output()
             self.capture.current = exercise
             if exercise and exercise not in channel.loaded:
                 self._load(channel, exercise)

@@ -23,10 +23,7 @@ def _docker(gpus: str | None) -> Sandbox:
 
     if not docker.engine_available():
         raise SandboxUnavailable("no Docker engine answers: start dockerd (see scripts/docker-image.sh)")
-    try:
-        return docker.DockerSandbox(gpus=gpus)
-    except docker.DockerSandboxError as exc:
-        raise SandboxUnavailable(str(exc)) from None
+    return docker.DockerSandbox(gpus=gpus)
 
 
 def _bwrap(gpus: str | None) -> Sandbox:

@@ -82,13 +82,17 @@ class Sandbox(Protocol):
         """Release what the backend holds (pre-started containers, temp dirs)."""
 
 
-def worker_command(python: str, lib_dir: str, modules_dir: str) -> list[str]:
-    """The command line that starts the worker with only ``lib_dir`` added to an isolated path."""
+def worker_command(python: str, lib_dir: str, modules_dir: str, own_pid_namespace: bool = False) -> list[str]:
+    """The command line that starts the worker with only ``lib_dir`` added to an isolated path.
+
+    ``own_pid_namespace``: every process in the sandbox is the worker's, so strays left by
+    student code can be swept after each request.
+    """
     bootstrap = (
         f"import sys; sys.path.insert(0, {lib_dir!r}); "
         f"from {WORKER_PACKAGE}.__main__ import main; main()"
     )
-    return [python, "-I", "-c", bootstrap, "--modules", modules_dir]
+    return [python, "-I", "-c", bootstrap, "--modules", modules_dir] + (["--sweep-all"] if own_pid_namespace else [])
 
 
 def stage_worker_package(into: Path) -> Path:

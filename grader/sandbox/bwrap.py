@@ -75,7 +75,7 @@ def bwrap_command(launch: WorkerLaunch, lib: Path, python: str) -> list[str]:
         command += ["--ro-bind-try", "/sys", "/sys"]
     for key, value in worker_environment(HOME, launch.gpus).items():
         command += ["--setenv", key, value]
-    return command + ["--", *worker_command(python, LIB, SUBMISSION)]
+    return command + ["--", *worker_command(python, LIB, SUBMISSION, own_pid_namespace=True)]
 
 
 class BwrapSandbox:

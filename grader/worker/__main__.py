@@ -177,10 +177,12 @@ def take_channel_from_stdio() -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="grader_worker")
     parser.add_argument("--modules", required=True)
+    parser.add_argument("--sweep-all", action="store_true",
+                        help="the sandbox has its own PID namespace: kill every stray process in it")
     args = parser.parse_args()
     requests_fd, replies_fd = take_channel_from_stdio()
     torch.set_num_threads(1)
-    Zygote(args.modules, requests_fd, replies_fd).serve({"ok": True, "value": base_facts()})
+    Zygote(args.modules, requests_fd, replies_fd, args.sweep_all).serve({"ok": True, "value": base_facts()})
     os._exit(0)  # skip interpreter teardown: student atexit hooks have nothing to say to the grader
 
 

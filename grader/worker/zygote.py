@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,17 +27,60 @@ class Child:
 
 
 class Zygote:
-    def __init__(self, modules: str, requests_fd: int, replies_fd: int) -> None:
+    def __init__(self, modules: str, requests_fd: int, replies_fd: int, sweep_all: bool = False) -> None:
         self.modules = modules
         self.requests_fd = requests_fd
         self.replies_fd = replies_fd
         self.children: dict[str, Child] = {}
+        self.sweep_all = sweep_all  # the sandbox has its own PID namespace: every stray there is ours
+
+    def _sweep(self) -> None:
+        """Kill processes the student left behind (forks, daemons); keep the zygote and its children.
+
+        In a PID namespace of its own (bwrap, Docker) every process but init, the zygote and its
+        children is a stray. Elsewhere only the children's process groups are searched. A child
+        whose own forks were strays is ended too: it would never reap them, and zombies count
+        against the sandbox's process limit.
+        """
+        keep = {1, os.getpid(), os.getppid()}
+        owners = {c.pid: exercise for exercise, c in self.children.items()}
+        tainted: set[str] = set()
+        for entry in os.listdir("/proc"):
+            pid = int(entry) if entry.isdigit() else 0
+            if not pid or pid in keep or pid in owners:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            parent, group = int(fields[1]), int(fields[2])
+            if not (self.sweep_all or group in owners):
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            for owner in (parent, group):
+                if owner in owners:
+                    tainted.add(owners[owner])
+        for exercise in tainted:
+            self._end(exercise)
 
     # -- children --------------------------------------------------------------------------
     def _fork(self, exercise: str) -> Child:
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
-        pid = os.fork()
+        for attempt in range(20):  # killed strays may take a moment to be reaped
+            try:
+                pid = os.fork()
+                break
+            except BlockingIOError:
+                if attempt == 19:
+                    for fd in (to_r, to_w, from_r, from_w):
+                        os.close(fd)
+                    raise
+                time.sleep(0.1)
         if pid == 0:  # the child: serve this exercise only
             try:
                 os.setpgid(0, 0)
@@ -81,6 +125,7 @@ class Zygote:
 
     def _relay(self, exercise: str, raw: bytes, request_id: Any) -> bool:
         """Forward one request to the child and its reply back; False when told to shut down."""
+        self._sweep()  # strays of a child killed at a deadline, or daemons that left its group
         try:
             child = self.children.get(exercise) or self._fork(exercise)
         except OSError as exc:  # e.g. the process limit is used up
@@ -99,6 +144,7 @@ class Zygote:
                     code, sig = self._end(exercise)
                     self._error(request_id, "died", "the process ended", exit_code=code, signal=sig)
                     return True
+                self._sweep()
                 wire.write_all(self.replies_fd, reply)
                 return True
             raw_control, control = wire.read_raw_frame(self.requests_fd)
