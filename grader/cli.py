@@ -126,6 +126,34 @@ def pack(
     console.print(f"wrote {path}", highlight=False)
 
 
+image_app = typer.Typer(no_args_is_help=True, help="Build the Docker sandbox's images (no registry needed).")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("base")
+def image_base(force: bool = typer.Option(False, "--force", help="debootstrap again even if the image exists")) -> None:
+    """Make torch-grader-base:bookworm locally: debootstrap → docker import."""
+    from grader.sandbox.image import ImageBuildError, build_base_image, docker_client
+
+    try:
+        image_id = build_base_image(docker_client(), force=force)
+    except ImageBuildError as exc:
+        raise fail(str(exc)) from None
+    print(f"base image: {image_id}")
+
+
+@image_app.command("build")
+def image_build(force: bool = typer.Option(False, "--force", help="rebuild even if the image is up to date")) -> None:
+    """Build the runner image (base image and wheelhouse first if missing), with no network in the build."""
+    from grader.sandbox.image import ImageBuildError, build_runner_image, docker_client, runner_tag
+
+    try:
+        image_id = build_runner_image(docker_client(), force=force)
+    except ImageBuildError as exc:
+        raise fail(str(exc)) from None
+    print(f"runner image {runner_tag()}: {image_id}")
+
+
 def main() -> None:
     try:
         app()

@@ -264,7 +264,8 @@ class WorkerSession:
         error = reply.get("error") or {}
         if error.get("kind") == "died":
             channel.loaded.clear()  # the zygote forks a fresh child (and import) for the next call
-            info = ExitInfo(code=error.get("exit_code"), signal=error.get("signal"))
+            oom = error.get("signal") == 9 and bool(getattr(channel.worker, "oom_killed", False))
+            info = ExitInfo(code=error.get("exit_code"), signal=error.get("signal"), oom_killed=oom)
             raise _death_problem(info, during)
         raise problem_from_error(error)
 

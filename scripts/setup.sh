@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the grader needs on a Debian/Ubuntu machine; safe to run again.
-# Creates .venv with the pinned packages (torch, torchvision, …) and the `grader` command.
+# Creates .venv with the pinned packages (torch, torchvision, …) and the `grader` command, and
+# installs bubblewrap, the default sandbox. With GRADER_DOCKER=1 it also installs Docker, starts
+# dockerd and builds the runner image offline (scripts/docker-image.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,12 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+command -v bwrap >/dev/null || need_apt+=(bubblewrap)
+command -v ps >/dev/null || need_apt+=(procps)
+if [ "${GRADER_DOCKER:-0}" = 1 ]; then
+    command -v dockerd >/dev/null || need_apt+=(docker.io)
+    command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_apt[@]}"
@@ -24,4 +32,7 @@ if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip 
     exit 1
 fi
 .venv/bin/grader --help >/dev/null
+if [ "${GRADER_DOCKER:-0}" = 1 ]; then
+    bash scripts/docker-image.sh
+fi
 echo "setup done: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

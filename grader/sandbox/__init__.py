@@ -23,7 +23,7 @@ def _docker(gpus: str | None) -> Sandbox:
 
     if not docker.engine_available():
         raise SandboxUnavailable("no Docker engine answers: start dockerd (see scripts/docker-image.sh)")
-    return docker.DockerSandbox(gpus=gpus)
+    return docker.DockerSandbox(gpus=gpus, pool_size=1)
 
 
 def _bwrap(gpus: str | None) -> Sandbox:

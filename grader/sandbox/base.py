@@ -106,6 +106,25 @@ def stage_worker_package(into: Path) -> Path:
     return into
 
 
+def worker_environment(home: str, gpus: str | None, tmpdir: str | None = None) -> dict[str, str]:
+    """A minimal environment: none of the grader's variables reach student code."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": home,
+        "TMPDIR": tmpdir or home,
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    if gpus is None:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif gpus != "all":
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    return env
+
+
 def host_python() -> str:
     return sys.executable
 

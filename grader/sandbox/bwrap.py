@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from grader.sandbox.base import (
-    Limits, WorkerLaunch, make_scratch, stage_worker_package, worker_command,
+    Limits, WorkerLaunch, make_scratch, stage_worker_package, worker_command, worker_environment,
 )
-from grader.sandbox.process import SubprocessWorker, spawn, worker_environment
+from grader.sandbox.process import SubprocessWorker, spawn
 
 LIB = "/opt/grader-lib"
 SUBMISSION = "/submission"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from grader.sandbox.base import (
     ExitInfo, Limits, WorkerLaunch, host_python, make_scratch, stage_worker_package, worker_command,
+    worker_environment,
 )
 from grader.sandbox.cgroup import WorkerCgroup
 
@@ -35,25 +36,6 @@ def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None) -> None:
         (resource.RLIMIT_CORE, 0),
     ):
         resource.setrlimit(which, (value, value))
-
-
-def worker_environment(home: str, gpus: str | None) -> dict[str, str]:
-    """A minimal environment: none of the grader's variables reach student code."""
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": home,
-        "TMPDIR": home,
-        "LANG": "C.UTF-8",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONHASHSEED": "0",
-    }
-    if gpus is None:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    elif gpus != "all":
-        env["CUDA_VISIBLE_DEVICES"] = gpus
-    return env
 
 
 class SubprocessWorker:
