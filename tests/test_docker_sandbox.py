@@ -160,7 +160,7 @@ def test_config_is_hardened(tmp_path: Path) -> None:
     assert set(config["tmpfs"]) == {"/tmp", "/home/worker"}
     assert all(f"size={5 * 1024**2}" in opts for opts in config["tmpfs"].values())
     assert config["working_dir"] == "/home/worker" and config["environment"]["HOME"] == "/home/worker"
-    assert config["command"][:2] == ["python3", "-I"] and config["command"][-2:] == ["--modules", "/submission"]
+    assert config["command"][:2] == ["python3", "-I"] and config["command"][-3:] == ["--modules", "/submission", "--sweep-all"]
 
 
 def test_config_mounts_only_worker_and_submission(tmp_path: Path) -> None:
