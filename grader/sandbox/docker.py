@@ -120,7 +120,10 @@ def container_environment(gpus: str | None) -> dict[str, str]:
     if gpus is None:
         # Belt and braces: even an engine whose default runtime is nvidia shows no device.
         env["NVIDIA_VISIBLE_DEVICES"] = "void"
-    # With GPUs the container only sees the requested devices (renumbered from 0): no mask needed.
+    else:
+        # The container sees only the requested devices, renumbered from 0: a host-side mask
+        # such as CUDA_VISIBLE_DEVICES=1 would hide them.
+        env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 
 
