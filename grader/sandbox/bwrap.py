@@ -34,10 +34,24 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def python_roots() -> list[str]:
-    """Folders that hold the interpreter and its packages (a venv and the Python it was made from)."""
-    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent}
-    return sorted(str(r) for r in roots if not str(r).startswith("/usr"))
+VENV = "/opt/venv"
+
+
+def python_binds() -> tuple[list[tuple[str, str]], str]:
+    """Read-only binds that make the grader's Python usable inside, and the interpreter to run.
+
+    A virtual environment is bound at ``/opt/venv`` rather than where it lives, so its path (which
+    may sit inside the course checkout) is not disclosed to student code.
+    """
+    binds: dict[str, str] = {}
+    for root in {Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent}:
+        if not str(root).startswith("/usr"):
+            binds[str(root)] = str(root)
+    python = sys.executable
+    if sys.prefix != sys.base_prefix:
+        binds[str(Path(sys.prefix).resolve())] = VENV
+        python = f"{VENV}/bin/{Path(sys.executable).name}"
+    return sorted(binds.items()), python
 
 
 def gpu_device_nodes() -> list[str]:
@@ -67,8 +81,9 @@ def bwrap_command(launch: WorkerLaunch, lib: Path, python: str) -> list[str]:
         "--chdir", HOME,
         "--clearenv",
     ]
-    for root in python_roots():
-        command += ["--ro-bind", root, root]
+    binds, _ = python_binds()
+    for source, target in binds:
+        command += ["--ro-bind", source, target]
     if launch.gpus is not None:
         for node in gpu_device_nodes():
             command += ["--dev-bind", node, node]
@@ -92,7 +107,7 @@ class BwrapSandbox:
     def start(self, launch: WorkerLaunch) -> SubprocessWorker:
         scratch = make_scratch("grader-bwrap-")
         lib = stage_worker_package(scratch / "lib")
-        command = bwrap_command(launch, lib, sys.executable)
+        command = bwrap_command(launch, lib, python_binds()[1])
         return spawn(command, cwd=scratch, env={"PATH": "/usr/bin:/bin"}, limits=launch.limits, scratch=scratch)
 
     def describe(self) -> dict[str, object]:
