@@ -191,7 +191,7 @@ for path in ["/etc/shadow", "/etc/passwd", "/root/.bash_history", "/proc/1/envir
     except OSError as exc:
         print(path, "denied", exc)
 print("PROBE-DONE")
-"""), check=expect_output_lacks("root:", SECRET, "GRADER_SECRET", str(ROOT))),
+"""), check=expect_output_lacks("root:", SECRET, "GRADER_SECRET")),
     "docker_socket": Case(hostile("""
 for path in ["/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock"]:
     try:
