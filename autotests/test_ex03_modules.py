@@ -12,7 +12,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from grader import checks
 from grader.i18n import Msg

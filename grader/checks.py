@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from grader.i18n import Msg, both
+from grader.i18n import Msg
 from grader.verdicts import CheckFailed
 from grader.worker.wire import tensor_facts
 
@@ -274,7 +274,7 @@ def assert_gradcheck(
 
 __all__ = [
     "assert_gradcheck",
-    "Tolerance", "TOLERANCES", "tolerance_for", "fail", "both", "assert_tensor", "assert_shape",
+    "Tolerance", "TOLERANCES", "tolerance_for", "fail", "assert_tensor", "assert_shape",
     "assert_dtype", "assert_device", "assert_finite", "assert_close", "assert_number_close",
     "assert_grad", "assert_no_grad", "assert_attached", "assert_true", "assert_equal",
 ]

@@ -24,7 +24,3 @@ class Msg:
     def __str__(self) -> str:
         return f"{self.zh} / {self.en}" if self.zh != self.en else self.en
 
-
-def both(text: str) -> Msg:
-    """A message that reads the same in both languages (numbers, code)."""
-    return Msg(text, text)

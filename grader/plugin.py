@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import torch
 
-from grader.catalog import Course, ExerciseSpec, default_course
+from grader.catalog import ExerciseSpec, default_course
 from grader.grading import GradingRun
 from grader.i18n import Msg
 from grader.implementations import LocalImplementation, RemoteImplementation

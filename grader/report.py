@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +110,4 @@ class Report:
         return path
 
 
-def status_counts(report: Report) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for exercise in report.exercises:
-        for test in exercise.tests:
-            counts[test.status.value] = counts.get(test.status.value, 0) + 1
-    return counts
-
-
-__all__ = ["SCHEMA_VERSION", "TestResult", "ExerciseResult", "Report", "status_counts", "asdict"]
+__all__ = ["SCHEMA_VERSION", "TestResult", "ExerciseResult", "Report"]

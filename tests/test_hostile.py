@@ -264,7 +264,7 @@ except OSError:
                          check=expect_status("output_limit")),
     "ignore_sigterm": Case(functions("    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    while True:\n        pass"),
                            check=expect_status("timed_out")),
-    "daemon": Case(hostile(f"""
+    "daemon": Case(hostile("""
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
