@@ -14,12 +14,13 @@ NumPy, torch and safetensors, and uses relative imports only.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -183,32 +184,34 @@ def decode_frame(header: bytes, blob: bytes) -> dict[str, Any]:
 
 def roundtrip(message: dict[str, Any]) -> dict[str, Any]:
     """Encode and decode a message: gives local values the exact form of values from a worker."""
-    frame = encode_frame(message)
-    header_len = int.from_bytes(frame[:4], "little")
-    return decode_frame(frame[4 : 4 + header_len], frame[12 + header_len :])
+    return read_frame(io.BytesIO(encode_frame(message)))
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = stream.read(n)
-        if not chunk:
-            raise ChannelClosed("channel closed")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+def _read_parts(read: Callable[[int], bytes]) -> tuple[bytes, bytes]:
+    """A frame's header and blob, from ``read(n)`` (which may return fewer bytes; empty at EOF)."""
+    def exact(n: int) -> bytes:
+        chunks = []
+        while n:
+            chunk = read(min(n, 1 << 20))
+            if not chunk:
+                raise ChannelClosed("channel closed")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    (header_len,) = struct.unpack("<I", exact(4))
+    if header_len > MAX_HEADER_BYTES:
+        raise WireError("frame header too large")
+    header = exact(header_len)
+    (blob_len,) = struct.unpack("<Q", exact(8))
+    if blob_len > MAX_BLOB_BYTES:
+        raise WireError("frame data too large")
+    return header, exact(blob_len)
 
 
 def read_frame(stream: BinaryIO) -> dict[str, Any]:
     """Read one frame from a blocking binary stream."""
-    (header_len,) = struct.unpack("<I", _read_exact(stream, 4))
-    if header_len > MAX_HEADER_BYTES:
-        raise WireError("frame header too large")
-    header = _read_exact(stream, header_len)
-    (blob_len,) = struct.unpack("<Q", _read_exact(stream, 8))
-    if blob_len > MAX_BLOB_BYTES:
-        raise WireError("frame data too large")
-    return decode_frame(header, _read_exact(stream, blob_len))
+    return decode_frame(*_read_parts(stream.read))
 
 
 def read_raw_frame(fd: int) -> tuple[bytes, dict[str, Any]]:
@@ -216,33 +219,15 @@ def read_raw_frame(fd: int) -> tuple[bytes, dict[str, Any]]:
 
     Lets a relay route a frame by its ``op``, ``id`` and ``exercise`` without decoding tensors.
     """
-    def exact(n: int) -> bytes:
-        chunks = []
-        while n:
-            chunk = os.read(fd, min(n, 1 << 20))
-            if not chunk:
-                raise ChannelClosed("channel closed")
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-
-    head = exact(4)
-    (header_len,) = struct.unpack("<I", head)
-    if header_len > MAX_HEADER_BYTES:
-        raise WireError("frame header too large")
-    header = exact(header_len)
-    size = exact(8)
-    (blob_len,) = struct.unpack("<Q", size)
-    if blob_len > MAX_BLOB_BYTES:
-        raise WireError("frame data too large")
-    blob = exact(blob_len)
+    header, blob = _read_parts(lambda n: os.read(fd, n))
     try:
         tree = json.loads(header)
         fields = tree["__dict__"] if isinstance(tree, dict) and isinstance(tree.get("__dict__"), dict) else {}
     except ValueError:
         raise WireError("unreadable frame header") from None
     plain = {k: v for k, v in fields.items() if isinstance(v, (str, int, float, bool)) or v is None}
-    return head + header + size + blob, plain
+    raw = struct.pack("<I", len(header)) + header + struct.pack("<Q", len(blob)) + blob
+    return raw, plain
 
 
 def write_all(fd: int, data: bytes) -> None:
