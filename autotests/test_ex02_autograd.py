@@ -2,7 +2,7 @@
 derivatives and input saliency.
 
 Functions and models cannot be sent to the worker, so the probes in
-``grader/worker/probes/ex02_autograd.py`` build them there (functions by name, models from the
+``probes/ex02_autograd.py`` build them there (functions by name, models from the
 state dicts sent here) and report what the submission did; every expected value is computed
 here from a formula.
 """
@@ -386,9 +386,9 @@ def _swish(x: torch.Tensor, beta: float) -> torch.Tensor:
 
 def _swish_derivative(x: torch.Tensor, beta: float, beta_in_derivative: float | None = None) -> torch.Tensor:
     """d/dx x·σ(βx) = σ(βx) + βx·σ(βx)(1 − σ(βx)); ``beta_in_derivative`` replaces the second β (a mistake)."""
-    s = torch.sigmoid(beta * x)
+    sig = 1.0 / (1.0 + torch.exp(-beta * x))
     factor = beta if beta_in_derivative is None else beta_in_derivative
-    return s + factor * x * s * (1 - s)
+    return sig * (1.0 + factor * x * (1.0 - sig))
 
 
 def _swish_run(student: Any, x: torch.Tensor, beta: float, grad_output: torch.Tensor) -> dict[str, Any]:

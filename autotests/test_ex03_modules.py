@@ -1,7 +1,7 @@
 """Autotests for ex03_modules: building, registering, initialising and running nn.Modules.
 
 Modules never leave the worker: every test drives the submission through a probe in
-``grader/worker/probes/ex03_modules.py`` that builds the module, runs it and reports outputs,
+``probes/ex03_modules.py`` that builds the module, runs it and reports outputs,
 parameters, gradients and key names. The expectations are computed here, from those parameters
 or from the layer sizes, never by the probe.
 """

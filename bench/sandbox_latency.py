@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grader.catalog import default_course  # noqa: E402
+from grader.catalog import find_course  # noqa: E402
 from grader.grading import GradingRun  # noqa: E402
 from grader.pipeline import grade_submission, run_autotests  # noqa: E402
 from grader.remote import WorkerSession  # noqa: E402
@@ -50,7 +50,7 @@ def first_result_s(backend: str, modules: Path) -> float:
 
 def warm_tests_s(backend: str, modules: Path) -> float:
     """The tests alone: their wall time against a worker that has already started."""
-    course = default_course()
+    course = find_course(ROOT)
     run = GradingRun(course=course, modules_dir=modules, sandbox_name=backend,
                      reference_dir=course.solutions_dir, print_summary=False)
     try:
@@ -64,7 +64,7 @@ def warm_tests_s(backend: str, modules: Path) -> float:
 
 def grading_s(backend: str, zip_path: Path) -> float:
     started = time.perf_counter()
-    grade_submission(zip_path, default_course(), sandbox=backend, keyword=KEYWORD)
+    grade_submission(zip_path, find_course(ROOT), sandbox=backend, keyword=KEYWORD)
     return time.perf_counter() - started
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--backends", default="process,bwrap,docker")
     args = parser.parse_args()
-    course = default_course()
+    course = find_course(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         modules = Path(tmp) / "exercises"
         modules.mkdir()

@@ -1,3 +1,3 @@
 """Sandboxed autograder for PyTorch tutorial exercises."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,4 +1,7 @@
-"""The course: where exercises, references and autotests live, and each exercise's declared data.
+"""The course: a folder apart from the tool, and each exercise's declared data.
+
+A course folder is marked by ``course.toml`` (id, version, kind); every ``grader`` command acts on
+the course given by ``--course``, or else the nearest marked folder upward from where it runs.
 
 Each exercise has ``autotests/<id>.toml`` beside its tests: titles in both languages, its tasks,
 time limits and the numbers its tests use (tolerances, thresholds, speed factors). Tests read
@@ -27,6 +30,8 @@ class ExerciseSpec:
     call_timeout_s: float = 20.0
     test_timeout_s: float = 60.0
     params: dict[str, Any] = field(default_factory=dict)
+    hidden_tests: int | None = None  # declared in a student kit, whose autotests hold no hidden test
+    hidden_points: float | None = None
 
     def param(self, name: str) -> Any:
         """A declared number (tolerance, threshold, factor); KeyError names the file to fix."""
@@ -52,14 +57,48 @@ def load_spec(path: Path) -> ExerciseSpec:
         call_timeout_s=float(data.get("call_timeout_s", 20.0)),
         test_timeout_s=float(data.get("test_timeout_s", 60.0)),
         params=dict(data.get("params", {})),
+        hidden_tests=int(data["hidden"]["tests"]) if "hidden" in data else None,
+        hidden_points=float(data["hidden"]["points"]) if "hidden" in data else None,
     )
+
+
+COURSE_MARKER = "course.toml"
+COURSE_KINDS = ("source", "student", "autograder")
+
+
+class CourseNotFound(RuntimeError):
+    """No course folder here; the message says how to point the grader at one."""
 
 
 @dataclass(frozen=True)
 class Course:
-    """A course checkout: ``exercises/``, ``solutions/`` (absent on student machines), ``autotests/``."""
+    """A course folder: ``course.toml``, ``exercises/``, ``autotests/``, ``probes/``, ``data/`` and
+    ``solutions/`` (absent from a student kit). The grader tool is installed apart from it."""
 
     root: Path
+    id: str = "course"
+    version: str = "0"
+    kind: str = "source"
+    title: Msg = Msg("课程", "Course")
+
+    @classmethod
+    def load(cls, root: Path) -> "Course":
+        """The course whose marker is ``root/course.toml``; CourseNotFound says what is wrong with it."""
+        marker = root / COURSE_MARKER
+        try:
+            data = tomllib.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise CourseNotFound(f"{marker} cannot be read: {exc}") from None
+        kind = str(data.get("kind", "source"))
+        if kind not in COURSE_KINDS:
+            raise CourseNotFound(f"{marker}: kind must be one of {', '.join(COURSE_KINDS)}, not {kind!r}")
+        title = _msg(data["title"], f"{marker}: title") if "title" in data else Msg("课程", "Course")
+        return cls(root=root.resolve(), id=str(data.get("id", root.name)), version=str(data.get("version", "0")),
+                   kind=kind, title=title)
+
+    @property
+    def marker(self) -> Path:
+        return self.root / COURSE_MARKER
 
     @property
     def exercises_dir(self) -> Path:
@@ -72,6 +111,14 @@ class Course:
     @property
     def autotests_dir(self) -> Path:
         return self.root / "autotests"
+
+    @property
+    def probes_dir(self) -> Path:
+        return self.root / "probes"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
 
     def exercises(self) -> list[ExerciseSpec]:
         return [load_spec(p) for p in sorted(self.autotests_dir.glob("ex[0-9][0-9]_*.toml"))]
@@ -92,8 +139,25 @@ class Course:
             raise KeyError(f"unknown exercise {name!r}; known: {', '.join(ids)}")
         return matches[0]
 
+    def describe(self) -> str:
+        return f"{self.id} {self.version} ({self.kind}) at {self.root}"
 
-def default_course() -> Course:
-    """The course next to this package (a checkout), or ``$GRADER_COURSE``."""
-    env = os.environ.get("GRADER_COURSE")
-    return Course(Path(env).resolve() if env else Path(__file__).resolve().parents[1])
+
+def find_course(explicit: Path | None = None, start: Path | None = None) -> Course:
+    """The course to act on: ``explicit`` (``--course``), else ``$GRADER_COURSE``, else the nearest
+    folder upward from ``start`` (the current folder) that holds ``course.toml``."""
+    if explicit is None and os.environ.get("GRADER_COURSE"):
+        explicit = Path(os.environ["GRADER_COURSE"])
+    if explicit is not None:
+        folder = Path(explicit).resolve()
+        if not (folder / COURSE_MARKER).is_file():
+            raise CourseNotFound(f"{folder} is not a course folder: it has no {COURSE_MARKER} / "
+                                 f"该文件夹不是课程文件夹（缺少 {COURSE_MARKER}）")
+        return Course.load(folder)
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / COURSE_MARKER).is_file():
+            return Course.load(folder)
+    raise CourseNotFound(
+        f"no {COURSE_MARKER} in {here} or any folder above it: run the command inside your course folder "
+        f"or pass --course DIR / 当前文件夹及其上级都没有 {COURSE_MARKER}：请在课程文件夹内运行，或使用 --course 指定")

@@ -1,4 +1,10 @@
-"""The ``grader`` command: ``run`` for graders, ``check`` and ``pack`` for students."""
+"""The ``grader`` command: ``check`` and ``pack`` for students, ``run`` for graders, ``export`` and
+``image`` for instructors. Every command acts on one course folder: ``--course DIR``, else the
+nearest folder upward from here that holds ``course.toml``.
+
+Exit status: 0 done; 1 ``check`` found failing tests; 2 bad input or usage (one line says why);
+3 the grading host cannot grade (nothing was scored).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +15,42 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from grader.catalog import default_course
-from grader.i18n import Lang
-from grader.ingest import ArchiveRejected, pack_directory
+from grader.catalog import Course, CourseNotFound, find_course
+from grader.i18n import Lang, Msg
+from grader.ingest import ArchiveRejected, exercise_files, pack_directory
 from grader.sandbox import SandboxUnavailable, resolve_auto
+from grader.verdicts import HostFault
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Grade PyTorch exercises in a sandbox. 评测 PyTorch 练习。")
 console = Console(stderr=False)
 
+COURSE_OPTION = typer.Option(None, "--course", envvar="GRADER_COURSE",
+                             help="the course folder (default: the nearest folder upward with course.toml)")
+HOST_FAULT_EXIT = 3
 
-def fail(message: str) -> typer.Exit:
+
+def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line reason (no traceback, no wrapping) and return the exit to raise."""
     print(f"grader: {message}", file=sys.stderr)
-    return typer.Exit(2)
+    return typer.Exit(code)
+
+
+def host_fault(fault: HostFault) -> typer.Exit:
+    return fail(f"host problem, nobody was graded / 评测主机故障，未评分: {fault}", HOST_FAULT_EXIT)
 
 
 def _lang(value: str) -> Lang:
     if value not in ("en", "zh"):
         raise typer.BadParameter("use en or zh")
     return value  # type: ignore[return-value]
+
+
+def _course(course_dir: Optional[Path]) -> Course:
+    try:
+        return find_course(course_dir)
+    except CourseNotFound as missing:
+        raise fail(str(missing)) from None
 
 
 def _progress():  # noqa: ANN202 - returns a callback
@@ -41,6 +63,22 @@ def _progress():  # noqa: ANN202 - returns a callback
     return on_result
 
 
+def _exercise_folder(course: Course, folder: Optional[Path]) -> Path:
+    """The folder ``check`` and ``pack`` read: ``--dir`` if given, else the course's ``exercises/``."""
+    chosen = (folder or course.exercises_dir).resolve()
+    if (chosen / "exercises").is_dir():
+        chosen = chosen / "exercises"
+    return chosen
+
+
+def _show_folder(course: Course, folder: Path, files: list[Path], lang: Lang) -> None:
+    """Say which course and which files a student command used, so two copies never get mixed up."""
+    words = Msg("课程", "course").render(lang), Msg("文件", "files").render(lang)
+    console.print(f"{words[0]}: {course.describe()}", highlight=False)
+    names = ", ".join(p.name for p in files) or Msg("（无）", "(none)").render(lang)
+    console.print(f"{words[1]}: {folder}: {names}", highlight=False)
+
+
 @app.command()
 def run(
     submission: Path = typer.Argument(..., help="submission.zip"),
@@ -50,30 +88,35 @@ def run(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs to expose: 'all' or ids like '0,1' (default: none)"),
     seed_id: Optional[str] = typer.Option(None, "--seed-id", help="replay the inputs of an earlier run"),
     keyword: str = typer.Option("", "-k", help="only tests matching this pytest -k expression"),
+    course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
     """Grade a submission zip against all tests (public and hidden) and write a report."""
     from grader.pipeline import grade_submission
     from grader.summary import print_report
 
     language = _lang(lang)
+    course = _course(course_dir)
     if not submission.is_file():
         raise fail(f"{submission} is not a file / 找不到文件")
     try:
         backend = resolve_auto() if sandbox == "auto" else sandbox
     except SandboxUnavailable as unavailable:
-        raise fail(str(unavailable)) from None
-    console.print(f"grading {submission} in the {backend} sandbox …", highlight=False)
+        raise host_fault(HostFault(str(unavailable))) from None
+    console.print(f"grading {submission} with {course.describe()} in the {backend} sandbox …", highlight=False)
     try:
-        report = grade_submission(submission, default_course(), sandbox=backend, lang=language,
+        report = grade_submission(submission, course, sandbox=backend, lang=language,
                                   seed_id=seed_id, keyword=keyword, gpus=gpus, on_result=_progress())
     except ArchiveRejected as rejected:
         raise fail(rejected.message.render(language)) from None
-    except SandboxUnavailable as unavailable:
-        raise fail(str(unavailable)) from None
+    except HostFault as fault:
+        raise host_fault(fault) from None
     console.print()
     path = report.write(out)
     print_report(report, console)
     console.print(f"report: {path}", highlight=False)
+    if not report.complete:
+        raise fail("some tests could not run on this host; the report is marked incomplete "
+                   "(see not_run in report.json)", HOST_FAULT_EXIT)
 
 
 @app.command()
@@ -81,49 +124,100 @@ def check(
     exercise: Optional[str] = typer.Argument(None, help="e.g. ex01 (default: all)"),
     keyword: str = typer.Option("", "-k", help="only tests matching this expression, e.g. a task name"),
     lang: str = typer.Option("en", "--lang"),
-    folder: Path = typer.Option(None, "--dir", help="folder with your exercise files (default: exercises/)"),
-    sandbox: str = typer.Option("process", "--sandbox", help="process (default: it is your own code), bwrap or docker"),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="folder with your exercise files (default: the course's exercises/)"),
+    sandbox: str = typer.Option("local", "--sandbox", help="local (default: your own code, a plain process), process, bwrap or docker"),
+    course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
-    """Run the public tests on your own exercises/ (no reference solution needed)."""
+    """Run the public tests on your own exercise files (no reference solution needed, no network)."""
     import time
 
     from grader.grading import GradingRun
     from grader.pipeline import build_report, run_autotests
-    from grader.summary import print_report
+    from grader.selftest import check_host
+    from grader.summary import print_check_scope, print_report
 
     language = _lang(lang)
-    course = default_course()
+    course = _course(course_dir)
     try:
         exercises = [course.resolve(exercise)] if exercise else None
     except KeyError as unknown:
         raise fail(unknown.args[0]) from None
-    modules = (folder or course.exercises_dir).resolve()
+    modules = _exercise_folder(course, folder)
+    files = [p for p in exercise_files(modules) if exercises is None or p.stem in exercises]
+    _show_folder(course, modules, files, language)
     run = GradingRun(course=course, modules_dir=modules, reference_dir=None, lang=language,
                      on_result=_progress(), print_summary=False, sandbox_name=sandbox)
     started = time.monotonic()
     try:
+        check_host(run, references=False)
         run_autotests(run, markexpr="public", keyword=keyword, exercises=exercises)
         report = build_report(run, None, started)
+    except (HostFault, SandboxUnavailable) as fault:
+        raise fail(f"the checker cannot run on this computer / 无法在本机运行检查: {fault}", HOST_FAULT_EXIT) from None
     finally:
         run.close()
     console.print()
     report.warnings.clear()  # your own code on your own machine: no isolation warning needed
     print_report(report, console)
+    print_check_scope(run, console)
     if report.score < report.max_score:
         raise typer.Exit(1)
 
 
 @app.command()
 def pack(
-    folder: Path = typer.Argument(Path("exercises"), help="folder with exNN_*.py files"),
-    output: Path = typer.Option(Path("submission.zip"), "-o", "--output"),
+    folder: Optional[Path] = typer.Argument(None, help="folder with exNN_*.py files (default: the course's exercises/)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="default: submission.zip in the course folder"),
+    lang: str = typer.Option("en", "--lang"),
+    course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
     """Build submission.zip from your exercise files."""
+    language = _lang(lang)
+    course = _course(course_dir)
+    modules = _exercise_folder(course, folder)
+    _show_folder(course, modules, exercise_files(modules), language)
     try:
-        path = pack_directory(folder, output)
+        path = pack_directory(modules, output or course.root / "submission.zip")
     except ArchiveRejected as rejected:
-        raise fail(str(rejected.message)) from None
-    console.print(f"wrote {path}", highlight=False)
+        raise fail(rejected.message.render(language)) from None
+    console.print(f"{Msg('已写入', 'wrote').render(language)} {path.resolve()}", highlight=False)
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Make the folders a course hands out: a student kit, an autograder.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("student")
+def export_student(
+    target: Path = typer.Argument(..., help="folder to create (must not exist, or be empty)"),
+    zip_it: bool = typer.Option(False, "--zip", help="also write TARGET.zip"),
+    course_dir: Optional[Path] = COURSE_OPTION,
+) -> None:
+    """The kit students get: stubs, public tests, the tool; never solutions or hidden tests."""
+    from grader.kit import ExportError, export_student_kit
+
+    course = _course(course_dir)
+    try:
+        result = export_student_kit(course, target, make_zip=zip_it)
+    except ExportError as exc:
+        raise fail(str(exc)) from None
+    console.print(result.summary(), highlight=False)
+
+
+@export_app.command("autograder")
+def export_autograder(
+    target: Path = typer.Argument(..., help="folder to create (must not exist, or be empty)"),
+    course_dir: Optional[Path] = COURSE_OPTION,
+) -> None:
+    """Everything a grading host needs, with a manifest of content hashes."""
+    from grader.kit import ExportError, export_autograder_course
+
+    course = _course(course_dir)
+    try:
+        result = export_autograder_course(course, target)
+    except ExportError as exc:
+        raise fail(str(exc)) from None
+    console.print(result.summary(), highlight=False)
 
 
 image_app = typer.Typer(no_args_is_help=True, help="Build the Docker sandbox's images (no registry needed).")
@@ -131,24 +225,34 @@ app.add_typer(image_app, name="image")
 
 
 @image_app.command("base")
-def image_base(force: bool = typer.Option(False, "--force", help="debootstrap again even if the image exists")) -> None:
+def image_base(
+    force: bool = typer.Option(False, "--force", help="debootstrap again even if the image exists"),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Debian mirror (default: this host's apt sources)"),
+) -> None:
     """Make torch-grader-base:bookworm locally: debootstrap → docker import."""
     from grader.sandbox.image import ImageBuildError, build_base_image, docker_client
 
     try:
-        image_id = build_base_image(docker_client(), force=force)
+        image_id = build_base_image(docker_client(), force=force, mirror=mirror)
     except ImageBuildError as exc:
         raise fail(str(exc)) from None
     print(f"base image: {image_id}")
 
 
 @image_app.command("build")
-def image_build(force: bool = typer.Option(False, "--force", help="rebuild even if the image is up to date")) -> None:
-    """Build the runner image (base image and wheelhouse first if missing), with no network in the build."""
-    from grader.sandbox.image import ImageBuildError, build_runner_image, docker_client, runner_tag
+def image_build(
+    force: bool = typer.Option(False, "--force", help="rebuild even if the image is up to date"),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Debian mirror (default: this host's apt sources)"),
+    index_url: Optional[str] = typer.Option(None, "--index-url", help="Python package index (default: this host's pip configuration)"),
+    course_dir: Optional[Path] = COURSE_OPTION,
+) -> None:
+    """Build the runner image from the course's lock file (base image and wheelhouse first if missing)."""
+    from grader.sandbox.image import ImageBuildError, build_runner_image, docker_client, read_lock, runner_tag
 
+    course = _course(course_dir)
     try:
-        image_id = build_runner_image(docker_client(), force=force)
+        lock = read_lock(course.root)
+        image_id = build_runner_image(docker_client(), lock=lock, force=force, mirror=mirror, index_url=index_url)
     except ImageBuildError as exc:
         raise fail(str(exc)) from None
     print(f"runner image {runner_tag()}: {image_id}")

@@ -23,6 +23,7 @@ from grader.remote import OutputCapture, WorkerSession
 from grader.report import TestResult
 from grader.sandbox import Limits, Sandbox, WorkerLaunch, get_sandbox
 from grader.verdicts import Status, SubmissionProblem
+from grader.worker.probes import use_course_probes
 
 
 def new_seed_id() -> str:
@@ -45,6 +46,7 @@ class GradingRun:
     budget_s: float = 1800.0  # wall-clock budget for the whole submission
     started: float = field(default_factory=time.monotonic)
     results: list[TestResult] = field(default_factory=list)
+    deselected: list[tuple[str, str, float]] = field(default_factory=list)  # (exercise, visibility, points)
     capture: OutputCapture = field(default_factory=OutputCapture)
     _sandbox: Sandbox | None = None
     _session: WorkerSession | None = None
@@ -55,7 +57,7 @@ class GradingRun:
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = get_sandbox(self.sandbox_name, self.gpus)
+            self._sandbox = get_sandbox(self.sandbox_name, self.gpus, self.course.probes_dir)
         return self._sandbox
 
     @property
@@ -77,29 +79,41 @@ class GradingRun:
                 f"整个提交的评测时间（{self.budget_s:.0f} 秒）已用完，其余测试未运行。",
                 f"The submission used up its total grading time ({self.budget_s:.0f} s); the remaining tests did not run.",
             ), Status.TIMED_OUT)
+        if spec.id not in self._students:
+            self._students[spec.id] = RemoteImplementation(self.student_session(), spec.id, spec.call_timeout_s)
+        return self._students[spec.id]
+
+    def student_session(self) -> WorkerSession:
+        """The session of the submission's worker (created, not started)."""
         if self._session is None:
             assert self.modules_dir is not None
             launch = WorkerLaunch(self.modules_dir, self.limits, self.gpus)
             self._session = WorkerSession(self.sandbox, launch, self.capture)
-        if spec.id not in self._students:
-            self._students[spec.id] = RemoteImplementation(self._session, spec.id, spec.call_timeout_s)
-        return self._students[spec.id]
+        return self._session
+
+    def reference_session(self) -> WorkerSession | None:
+        if self.reference_dir is None:
+            return None
+        if self._reference_session is None:
+            from grader.sandbox.process import ProcessSandbox  # trusted code: no isolation needed
+
+            self._reference_session = WorkerSession(ProcessSandbox(self.course.probes_dir),
+                                                    WorkerLaunch(self.reference_dir, self.limits))
+        return self._reference_session
 
     def reference(self, spec: ExerciseSpec) -> LocalImplementation | None:
         path = self.reference_dir / f"{spec.id}.py" if self.reference_dir else None
         if path is None or not path.is_file():
             return None
+        use_course_probes(self.course.probes_dir)
         return LocalImplementation(load_module(path, spec.id), spec.id)
 
     def reference_remote(self, spec: ExerciseSpec) -> RemoteImplementation | None:
         """The reference in a worker of its own, so speed is measured the same way on both sides."""
-        if self.reference_dir is None or not (self.reference_dir / f"{spec.id}.py").is_file():
+        session = self.reference_session()
+        if session is None or not (self.reference_dir / f"{spec.id}.py").is_file():
             return None
-        if self._reference_session is None:
-            from grader.sandbox.process import ProcessSandbox  # trusted code: no isolation needed
-
-            self._reference_session = WorkerSession(ProcessSandbox(), WorkerLaunch(self.reference_dir, self.limits))
-        return RemoteImplementation(self._reference_session, spec.id, spec.call_timeout_s)
+        return RemoteImplementation(session, spec.id, spec.call_timeout_s)
 
     # -- seeds -----------------------------------------------------------------------------
     def seed(self, nodeid: str) -> int:

@@ -9,6 +9,7 @@ Both expose the same methods, so a test reads the same whichever it runs against
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import time
@@ -77,7 +78,7 @@ class LocalImplementation(Implementation):
 
 def load_module(path: Path, exercise: str) -> ModuleType:
     """Import a trusted module (the reference) from a file, under a private name."""
-    name = f"_grader_reference_{exercise}"
+    name = f"_grader_reference_{exercise}_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

@@ -322,7 +322,8 @@ def _extract(zf: zipfile.ZipFile, ex_dir: Path,
     return dict(sorted(modules.items())), ignored
 
 
-def _exercise_files(source: Path) -> list[Path]:
+def exercise_files(source: Path) -> list[Path]:
+    """The ``exNN_*.py`` files of an ``exercises/`` folder (or of ``source/exercises``), sorted."""
     folder = source / EXERCISES if (source / EXERCISES).is_dir() else source
     if not folder.is_dir():
         return []
@@ -336,7 +337,7 @@ def pack_directory(source: Path, out: Path) -> Path:
     Entries are ``exercises/<name>.py`` with fixed timestamps and modes, so packing the same
     files twice gives the same bytes and the archive always passes the layout checks.
     """
-    files = _exercise_files(Path(source))
+    files = exercise_files(Path(source))
     if not files:
         raise _reject(f"在 {source} 中没有找到 exNN_*.py 练习文件。请在含有 exercises/ 的目录中运行。",
                       f"no exNN_*.py exercise file found in {source}; "

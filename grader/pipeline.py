@@ -13,13 +13,17 @@ from typing import Callable
 
 import pytest
 
+from grader import __version__
 from grader.catalog import Course
 from grader.grading import GradingRun, new_seed_id
 from grader.i18n import Lang, Msg
 from grader.ingest import Submission, extract_submission
 from grader.plugin import RUN_PLUGIN_NAME
 from grader.report import ExerciseResult, Report, TestResult
-from grader.sandbox import Limits
+from grader.manifest import Manifest, ManifestMismatch, course_manifest
+from grader.sandbox import Limits, SandboxUnavailable
+from grader.selftest import check_host
+from grader.verdicts import HostFault, Status
 
 
 class _RegisterRun:
@@ -47,7 +51,8 @@ def run_autotests(run: GradingRun, *, markexpr: str = "", keyword: str = "",
     return int(pytest.main(args, plugins=[_RegisterRun(run)]))
 
 
-def build_report(run: GradingRun, submission: Submission | None, started: float) -> Report:
+def build_report(run: GradingRun, submission: Submission | None, started: float,
+                 manifest: Manifest | None = None) -> Report:
     by_exercise: dict[str, list[TestResult]] = {}
     for result in run.results:
         by_exercise.setdefault(result.exercise, []).append(result)
@@ -68,8 +73,19 @@ def build_report(run: GradingRun, submission: Submission | None, started: float)
             "学生代码在普通子进程中运行，未做任何隔离（--sandbox process）。",
             "Student code ran in a plain subprocess with no isolation (--sandbox process).",
         ))
+    not_run = [r for r in run.results if r.status in (Status.NOT_RUN, Status.GRADER_ERROR)]
+    if not_run:
+        warnings.append(Msg(
+            f"{len(not_run)} 个测试因评测主机的问题未能运行，分数不是最终结果。",
+            f"{len(not_run)} tests could not run because of the grading host; the score is not final.",
+        ))
+    course = run.course
     session = run.session
     return Report(
+        course={"id": course.id, "version": course.version, "kind": course.kind,
+                "manifest_sha256": manifest.sha256 if manifest else None},
+        tool_version=__version__,
+        complete=not not_run,
         exercises=exercises,
         lang=run.lang,
         seed_id=run.seed_id,
@@ -110,10 +126,16 @@ def grade_submission(
             on_result=on_result,
             print_summary=False,
         )
-        _ = run.sandbox  # start the backend now: it warms up (a container pool) while pytest collects
         try:
+            manifest = course_manifest(course)
+            try:
+                check_host(run)  # starts the sandbox and both workers: no student is graded on a broken host
+            except SandboxUnavailable as unavailable:
+                raise HostFault(str(unavailable)) from None
             run_autotests(run, keyword=keyword)
-            return build_report(run, submission, started)
+            return build_report(run, submission, started, manifest)
+        except ManifestMismatch as changed:
+            raise HostFault(str(changed)) from None
         finally:
             run.close()
     finally:

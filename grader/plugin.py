@@ -2,7 +2,8 @@
 
 Loaded by ``autotests/conftest.py``. Under ``grader run`` the pipeline registers its
 :class:`~grader.grading.GradingRun`; under plain ``pytest autotests`` (a student's machine) the
-plugin makes one from the command-line options, grading ``exercises/`` of the course.
+plugin makes one from the command-line options, grading ``exercises/`` of the course that holds
+the autotests (or ``--course``).
 
 Every test declares, with markers, its points, one kind (``shape``, ``gradient``, ``accuracy``,
 ``speed``) and one visibility (``public``, ``hidden``); :func:`graded` applies them together.
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import torch
 
-from grader.catalog import ExerciseSpec, default_course
+from grader.catalog import CourseNotFound, ExerciseSpec, find_course
 from grader.grading import GradingRun
 from grader.i18n import Msg
 from grader.implementations import LocalImplementation, RemoteImplementation
@@ -48,7 +49,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("grader")
     group.addoption("--submission", help="folder with the exercise files to grade (default: the course's exercises/)")
     group.addoption("--reference", help="folder with the reference solutions (default: the course's solutions/)")
-    group.addoption("--sandbox", default="process", help="sandbox backend for student code")
+    group.addoption("--course", help="the course folder (default: the one that holds these autotests)")
+    group.addoption("--sandbox", default="local", help="sandbox backend for student code (default: local)")
     group.addoption("--seed-id", help="replay the inputs of an earlier run")
     group.addoption("--lang", default="en", choices=["en", "zh"])
 
@@ -64,7 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{visibility}: visible to students" if visibility == "public"
                                 else f"{visibility}: run only by the grader")
     if config.pluginmanager.get_plugin(RUN_PLUGIN_NAME) is None:
-        course = default_course()
+        course_dir = config.getoption("--course")
+        try:
+            course = find_course(Path(course_dir) if course_dir else None, start=config.rootpath)
+        except CourseNotFound as missing:
+            raise pytest.UsageError(str(missing)) from None
         submission = config.getoption("--submission")
         modules = Path(submission) if submission else course.exercises_dir
         if (modules / "exercises").is_dir():
@@ -90,7 +96,7 @@ def grading_run(config: pytest.Config) -> GradingRun:
     return config.pluginmanager.get_plugin(RUN_PLUGIN_NAME)
 
 
-def _marker_arg(item: pytest.Item, name: str) -> Any:
+def marker_arg(item: pytest.Item, name: str) -> Any:
     mark = item.get_closest_marker(name)
     return mark.args[0] if mark and mark.args else None
 
@@ -101,13 +107,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         kinds = [k for k in KINDS if item.get_closest_marker(k)]
         visibility = [v for v in VISIBILITIES if item.get_closest_marker(v)]
-        if len(kinds) != 1 or len(visibility) != 1 or _marker_arg(item, "points") is None \
-                or _marker_arg(item, "exercise") is None or _marker_arg(item, "task") is None:
+        if len(kinds) != 1 or len(visibility) != 1 or marker_arg(item, "points") is None \
+                or marker_arg(item, "exercise") is None or marker_arg(item, "task") is None:
             problems.append(item.nodeid)
     if problems:
         raise pytest.UsageError(
             "these tests lack exactly one kind, one visibility, points, task or exercise marker: "
             + ", ".join(problems))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember what a selection left out (``grader check`` counts the hidden tests it did not run)."""
+    for item in items:
+        run = grading_run(item.config)
+        visibility = next((v for v in VISIBILITIES if item.get_closest_marker(v)), "hidden")
+        run.deselected.append((marker_arg(item, "exercise"), visibility, float(marker_arg(item, "points") or 0)))
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -125,7 +139,7 @@ def student(request: pytest.FixtureRequest, spec: ExerciseSpec) -> RemoteImpleme
     """The submission's implementation of this exercise, running in the sandboxed worker."""
     run = grading_run(request.config)
     impl = run.student(spec)
-    impl.deadline = run.deadline_for(float(_marker_arg(request.node, "timeout_s") or spec.test_timeout_s))
+    impl.deadline = run.deadline_for(float(marker_arg(request.node, "timeout_s") or spec.test_timeout_s))
     return impl
 
 
@@ -160,8 +174,8 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Statu
     if excinfo is None:
         return Status.PASSED, None
     exc = excinfo.value
-    if isinstance(exc, pytest.skip.Exception):
-        return Status.SKIPPED, Msg(str(exc.msg), str(exc.msg))
+    if isinstance(exc, pytest.skip.Exception):  # the host lacks what the test needs: not the student's doing
+        return Status.NOT_RUN, Msg(f"未在此评测主机上运行：{exc.msg}", f"Not run on this grading host: {exc.msg}")
     if isinstance(exc, SubmissionProblem):
         return exc.status, exc.message
     if isinstance(exc, CheckFailed):
@@ -183,14 +197,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     status, message = classify(call.excinfo)
     run = grading_run(item.config)
-    if message is not None and status not in (Status.GRADER_ERROR, Status.SKIPPED):
+    if message is not None and status not in (Status.GRADER_ERROR, Status.NOT_RUN):
         outcome.get_result().longrepr = message.render(run.lang)  # the student's view, not a traceback
-    points = float(_marker_arg(item, "points") or 0)
+    points = float(marker_arg(item, "points") or 0)
     run.record(TestResult(
         name=item.name,
         nodeid=item.nodeid,
-        exercise=_marker_arg(item, "exercise"),
-        task=_marker_arg(item, "task"),
+        exercise=marker_arg(item, "exercise"),
+        task=marker_arg(item, "task"),
         kind=next(k for k in KINDS if item.get_closest_marker(k)),
         visibility=next(v for v in VISIBILITIES if item.get_closest_marker(v)),
         max_score=points,

@@ -9,11 +9,9 @@ happened, and the next request starts a fresh worker.
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import queue
 import struct
-import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,6 +100,12 @@ class _Channel:
         before its last reply is already in the pipe, so switching exercises waits for it.
         """
         try:
+            import fcntl
+            import termios
+        except ImportError:  # Windows: no way to ask a pipe how much it holds; give the drain a moment
+            time.sleep(0.05)
+            return
+        try:
             fd = self.worker.output.fileno()
         except (AttributeError, OSError, ValueError):
             return
@@ -156,6 +160,12 @@ class WorkerSession:
         self.facts = channel.facts
         return channel
 
+    def start(self) -> None:
+        """Start the worker now (it is otherwise started by the first request)."""
+        with self._lock:
+            if self._channel is None:
+                self._channel = self._start()
+
     def _discard(self, channel: _Channel) -> None:
         """Kill a worker that misbehaved; the next request starts a fresh one."""
         channel.worker.kill()
@@ -182,7 +192,8 @@ class WorkerSession:
             if self.capture.flooded:
                 self._discard(channel)
                 raise _flood_problem() from None
-            if request_id is None or not self._abort(channel, request_id):
+            if request_id is None or not channel.worker.abortable \
+                    or not self._abort(channel, request_id):
                 self._discard(channel)
             raise CallTimedOut(Msg(
                 f"超时：{during}超过 {timeout:.0f} 秒仍未返回（死循环？计算量过大？）",

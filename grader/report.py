@@ -10,7 +10,7 @@ from typing import Any
 from grader.i18n import Lang, Msg
 from grader.verdicts import Status
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass
@@ -55,7 +55,7 @@ class ExerciseResult:
 
     @property
     def max_score(self) -> float:
-        return sum(t.max_score for t in self.tests if t.status != Status.SKIPPED)
+        return sum(t.max_score for t in self.tests)
 
     def to_json(self, lang: Lang) -> dict[str, Any]:
         return {
@@ -72,6 +72,9 @@ class ExerciseResult:
 @dataclass
 class Report:
     exercises: list[ExerciseResult]
+    course: dict[str, Any] = field(default_factory=dict)  # id, version, kind, manifest_sha256
+    tool_version: str = ""
+    complete: bool = True  # False: some tests could not run on this host (status not_run / grader_error)
     lang: Lang = "en"
     seed_id: str = ""
     sandbox: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +96,9 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "score": self.score,
             "max_score": self.max_score,
+            "complete": self.complete,
+            "course": self.course,
+            "tool_version": self.tool_version,
             "lang": self.lang,
             "seed_id": self.seed_id,
             "sandbox": self.sandbox,

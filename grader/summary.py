@@ -7,13 +7,13 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.text import Text
 
-from grader.i18n import Lang
+from grader.i18n import Lang, Msg
 from grader.report import Report, TestResult
 from grader.verdicts import Status
 
 STYLE = {
     Status.PASSED: ("✔", "green"),
-    Status.SKIPPED: ("–", "dim"),
+    Status.NOT_RUN: ("–", "magenta"),
     Status.NOT_SUBMITTED: ("∅", "yellow"),
     Status.NOT_IMPLEMENTED: ("…", "yellow"),
 }
@@ -40,7 +40,7 @@ def _print_tests(tests: Iterable[TestResult], lang: Lang, console: Console) -> N
         console.print(line)
         if test.message and test.status != Status.PASSED:
             for message_line in _first_lines(test.message.render(lang)).splitlines():
-                console.print(Text(f"      {message_line}", style="dim" if test.status == Status.SKIPPED else ""))
+                console.print(Text(f"      {message_line}", style="dim" if test.status == Status.NOT_RUN else ""))
 
 
 def print_report(report: Report, console: Console | None = None, show_passed: bool = False) -> None:
@@ -66,5 +66,28 @@ def results_table(results: list[TestResult], lang: Lang, writer: Any) -> None:
     console = Console(file=writer._file if hasattr(writer, "_file") else None)
     _print_tests(results, lang, console)
     score = sum(r.score for r in results)
-    total = sum(r.max_score for r in results if r.status != Status.SKIPPED)
+    total = sum(r.max_score for r in results)
     console.print(f"[bold]{LABEL[lang]['score']}: {score:g}/{total:g}[/]")
+
+
+def print_check_scope(run: Any, console: Console) -> None:
+    """After ``grader check``: per exercise, what ran here and what is graded only after hand-in."""
+    lang: Lang = run.lang
+    ran: dict[str, list[TestResult]] = {}
+    for result in run.results:
+        ran.setdefault(result.exercise, []).append(result)
+    for exercise, results in ran.items():
+        spec = run.course.spec(exercise)
+        kinds: dict[str, int] = {}
+        for result in results:
+            kinds[result.kind] = kinds.get(result.kind, 0) + 1
+        by_kind = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        hidden = [(v, pts) for ex, v, pts in run.deselected if ex == exercise and v == "hidden"]
+        tests = spec.hidden_tests if spec.hidden_tests is not None else len(hidden)
+        points = spec.hidden_points if spec.hidden_points is not None else sum(p for _, p in hidden)
+        console.print(Msg(
+            f"{exercise}：本地运行了 {len(results)} 个公开测试（{by_kind}）；隐藏测试 {tests} 个（{points:g} 分）"
+            "未在本地运行，提交后评分。",
+            f"{exercise}: ran {len(results)} public tests here ({by_kind}); hidden tests: {tests} "
+            f"({points:g} points), not run here, graded after you hand in.",
+        ).render(lang), highlight=False)

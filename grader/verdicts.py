@@ -23,7 +23,7 @@ class Status(str, Enum):
     OUT_OF_MEMORY = "out_of_memory"
     OUTPUT_LIMIT = "output_limit"
     CRASHED = "crashed"  # the worker died: a signal, os._exit, too many processes
-    SKIPPED = "skipped"
+    NOT_RUN = "not_run"  # could not run on this host (reference or a dependency missing): counts in max_score
     GRADER_ERROR = "grader_error"  # a bug in the grader: not the student's fault
 
 
@@ -53,3 +53,10 @@ class CallTimedOut(SubmissionProblem):
 
 class WorkerDied(SubmissionProblem):
     status = Status.CRASHED
+
+
+class HostFault(RuntimeError):
+    """The grading host cannot grade (worker does not start, reference missing, image absent…).
+
+    Never a student's zero: ``grader run`` stops before grading anyone and says what to fix.
+    """

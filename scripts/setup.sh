@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the grader needs on a Debian/Ubuntu machine; safe to run again.
-# Creates .venv with the pinned packages (torch, torchvision, …) and the `grader` command, and
-# installs bubblewrap, the default sandbox. With GRADER_DOCKER=1 it also installs Docker, starts
+# Creates .venv with exactly the packages of requirements.lock (torch, torchvision, …) and the
+# `grader` command, and installs bubblewrap, the default sandbox. With GRADER_DOCKER=1 it also installs Docker, starts
 # dockerd and builds the runner image offline (scripts/docker-image.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 log=.venv/setup.log
-if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e . ; } >"$log" 2>&1; then
+# The grading host: the course's lock installed exactly, and the tool (with its host extra) on top.
+if ! { .venv/bin/python -m pip install --upgrade pip \
+       && .venv/bin/python -m pip install -r requirements.lock -c requirements.lock -e '.[host]' ; } >"$log" 2>&1; then
     tail -n 40 "$log"
     echo "setup failed: pip could not install the packages (full log: $log)" >&2
     exit 1

@@ -7,13 +7,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.catalog import default_course
+from grader.catalog import find_course
 from grader.grading import GradingRun
 from grader.pipeline import run_autotests
 from grader.report import TestResult
 
 ROOT = Path(__file__).resolve().parents[1]
-COURSE = default_course()
+COURSE = find_course(Path(__file__).resolve().parents[1])
 
 
 def grade_folder(modules_dir: Path, exercises: list[str] | None = None, keyword: str = "",

@@ -59,6 +59,7 @@ class RunningWorker(Protocol):
     requests: BinaryIO
     replies: BinaryIO
     output: BinaryIO
+    abortable: bool  # a call past its deadline can be stopped without losing the worker (a zygote)
 
     def kill(self) -> None:
         """Kill the worker and everything it started; safe to call twice."""
@@ -82,27 +83,35 @@ class Sandbox(Protocol):
         """Release what the backend holds (pre-started containers, temp dirs)."""
 
 
-def worker_command(python: str, lib_dir: str, modules_dir: str, own_pid_namespace: bool = False) -> list[str]:
+def worker_command(python: str, lib_dir: str, modules_dir: str, own_pid_namespace: bool = False,
+                   forking: bool = True) -> list[str]:
     """The command line that starts the worker with only ``lib_dir`` added to an isolated path.
 
     ``own_pid_namespace``: every process in the sandbox is the worker's, so strays left by
-    student code can be swept after each request.
+    student code can be swept after each request. ``forking=False``: no zygote, the worker
+    serves every request itself (platforms without ``fork``).
     """
     bootstrap = (
         f"import sys; sys.path.insert(0, {lib_dir!r}); "
         f"from {WORKER_PACKAGE}.__main__ import main; main()"
     )
-    return [python, "-I", "-c", bootstrap, "--modules", modules_dir] + (["--sweep-all"] if own_pid_namespace else [])
+    return ([python, "-I", "-c", bootstrap, "--modules", modules_dir]
+            + (["--sweep-all"] if own_pid_namespace else []) + ([] if forking else ["--direct"]))
 
 
-def stage_worker_package(into: Path) -> Path:
-    """Copy the worker package alone into ``into/grader_worker`` and return ``into``.
+def stage_worker_package(into: Path, probes_dir: Path | None = None) -> Path:
+    """Copy the worker package alone into ``into/grader_worker``, with the course's probes; return ``into``.
 
     The worker is shipped by itself so the sandbox's import path never reaches the rest of the
-    project (``solutions/`` and ``autotests/`` live beside ``grader/`` in a checkout).
+    course (``solutions/`` and ``autotests/``). The course's ``probes/*.py`` become submodules of
+    ``grader_worker.probes``, where the worker looks them up.
     """
     source = Path(grader.worker.__file__).parent
     shutil.copytree(source, into / WORKER_PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
+    if probes_dir is not None:
+        for path in sorted(Path(probes_dir).glob("*.py")):
+            if path.name != "__init__.py":
+                shutil.copyfile(path, into / WORKER_PACKAGE / "probes" / path.name)
     return into
 
 

@@ -97,16 +97,17 @@ class BwrapSandbox:
     name = "bwrap"
     isolated = True
 
-    def __init__(self, gpus: str | None = None) -> None:
+    def __init__(self, gpus: str | None = None, probes_dir: Path | None = None) -> None:
         if bwrap_path() is None:
             raise BwrapUnavailable("bubblewrap is not installed: run `apt-get install bubblewrap`")
         if gpus is not None and not gpu_device_nodes():
             raise BwrapUnavailable(f"--gpus {gpus} was asked for, but this host has no /dev/nvidia* devices")
         self.gpus = gpus
+        self.probes_dir = probes_dir
 
     def start(self, launch: WorkerLaunch) -> SubprocessWorker:
         scratch = make_scratch("grader-bwrap-")
-        lib = stage_worker_package(scratch / "lib")
+        lib = stage_worker_package(scratch / "lib", self.probes_dir)
         command = bwrap_command(launch, lib, python_binds()[1])
         return spawn(command, cwd=scratch, env={"PATH": "/usr/bin:/bin"}, limits=launch.limits, scratch=scratch)
 

@@ -318,6 +318,7 @@ class DockerWorker:
     requests: Any
     replies: BinaryIO
     output: BinaryIO
+    abortable = True  # the zygote inside stops a call on request
 
     def __init__(self, client: Any, container: Any, sock: Any, slot: Path | None,
                  on_kill: Any = None) -> None:
@@ -533,7 +534,8 @@ class DockerSandbox:
     isolated = True
 
     def __init__(self, *, image: str | None = None, gpus: str | None = None, limits: Limits | None = None,
-                 pool_size: int = 0, client: Any = None, cleanup: bool = True) -> None:
+                 pool_size: int = 0, client: Any = None, cleanup: bool = True,
+                 probes_dir: Path | None = None) -> None:
         self.gpus = gpus
         try:
             parse_gpus(gpus)  # reject a malformed value before anything starts
@@ -565,7 +567,7 @@ class DockerSandbox:
         if gpus is not None:
             self.check_gpus(gpus)  # before anything is made that close() would have to undo
         self._root = make_scratch("grader-docker-")
-        self._lib = stage_worker_package(self._root / "lib")
+        self._lib = stage_worker_package(self._root / "lib", probes_dir)
         (self._root / "slots").mkdir()
         self._slots = 0
         self._lock = threading.Lock()

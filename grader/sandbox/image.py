@@ -3,9 +3,12 @@
 Three steps, each idempotent and cached under ``/var/cache/torch-grader``:
 
 1. :func:`build_base_image`: ``debootstrap --variant=minbase`` a Debian bookworm root with
-   python3, python3-pip and ca-certificates from the host's Debian mirror, tar it and
+   python3, python3-pip and ca-certificates from the host's Debian mirror (apt's sources, or
+   ``--mirror``), tar it and
    ``docker import`` it as ``torch-grader-base:bookworm``.
-2. :func:`build_wheelhouse`: ``pip download`` the pinned torch stack (binary wheels only).
+2. :func:`build_wheelhouse`: ``pip download`` the worker's packages (binary wheels only) at the
+   versions of the course's ``requirements.lock``, from the host's package index (pip's own
+   configuration, or ``--index-url``).
 3. :func:`build_runner_image`: build ``torch-grader-runner:<version>`` from
    ``grader/sandbox/image/Dockerfile`` with the wheelhouse inside the build context (the docker
    SDK uses the legacy builder, which has no build-time mounts), ``network_mode="none"``.
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 CACHE_DIR = Path(os.environ.get("TORCH_GRADER_CACHE", "/var/cache/torch-grader"))
@@ -41,9 +45,9 @@ BASE_IMAGE = f"torch-grader-base:{DEBIAN_SUITE}"
 BASE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
 RUNNER_REPOSITORY = "torch-grader-runner"
 PYTHON_VERSION = "3.11"  # bookworm's python3; the wheels must match it
-PINNED = ("torch==2.14.1", "torchvision==0.29.1", "numpy==2.4.6", "safetensors==0.8.0")
+WORKER_PACKAGES = ("torch", "torchvision", "numpy", "safetensors")  # what the worker imports; versions from the lock
+LOCK_FILE = "requirements.lock"
 LABEL = "torch-grader"  # value: "base", "runner" or "build-stage"; workers use "worker"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 Log = Callable[[str], None]
 
@@ -57,10 +61,46 @@ def _say(message: str) -> None:
 
 
 def project_version() -> str:
+    from grader import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The exact versions of the grading environment (``requirements.lock``)."""
+
+    text: str
+    pins: dict[str, str]  # normalised name -> "name==version"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def worker_pins(self) -> list[str]:
+        missing = [name for name in WORKER_PACKAGES if name not in self.pins]
+        if missing:
+            raise ImageBuildError(f"{LOCK_FILE} pins no version of {', '.join(missing)}: add them")
+        return [self.pins[name] for name in WORKER_PACKAGES]
+
+
+def read_lock(course_root: Path) -> Lock:
+    """The course's ``requirements.lock``; every line ``name==version`` (comments allowed)."""
+    path = Path(course_root) / LOCK_FILE
     try:
-        return importlib.metadata.version("torch-grader")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        raise ImageBuildError(f"no {LOCK_FILE} in {course_root}: the image is built from the course's lock file") from None
+    pins = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        if not sep or not version:
+            raise ImageBuildError(f"{path}: {line!r} is not an exact pin (name==version)")
+        pins[re.sub(r"[-_.]+", "-", name).lower()] = line
+    return Lock(text, pins)
 
 
 def runner_tag() -> str:
@@ -80,7 +120,10 @@ def _timed(what: str, log: Log, timings: dict[str, float] | None = None) -> Iter
 # -- base image -----------------------------------------------------------------------------
 
 def debian_mirror() -> str:
-    """The Debian mirror apt uses on this host (``TORCH_GRADER_DEBIAN_MIRROR`` overrides)."""
+    """The Debian mirror apt uses on this host (``TORCH_GRADER_DEBIAN_MIRROR`` overrides).
+
+    No address is built in: a host whose apt sources name no Debian archive must say which to use.
+    """
     override = os.environ.get("TORCH_GRADER_DEBIAN_MIRROR")
     if override:
         return override.rstrip("/")
@@ -95,7 +138,8 @@ def debian_mirror() -> str:
             continue
         for uri in _debian_uris(text, deb822=path.suffix == ".sources"):
             return uri
-    return DEFAULT_MIRROR
+    raise ImageBuildError("no Debian mirror found in this host's apt sources (/etc/apt/sources.list, "
+                          "/etc/apt/sources.list.d): pass --mirror URL or set TORCH_GRADER_DEBIAN_MIRROR")
 
 
 def _debian_uris(text: str, deb822: bool) -> Iterator[str]:
@@ -203,12 +247,12 @@ def _slim_rootfs(root: Path) -> None:
 MANIFEST = ".complete.json"
 
 
-def _wheelhouse_manifest(directory: Path) -> dict[str, Any] | None:
+def _wheelhouse_manifest(directory: Path, lock: Lock) -> dict[str, Any] | None:
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("pins") != list(PINNED) or manifest.get("python") != PYTHON_VERSION:
+    if manifest.get("lock") != lock.sha256 or manifest.get("python") != PYTHON_VERSION:
         return None
     for name, size in manifest.get("files", {}).items():
         path = directory / name
@@ -217,22 +261,26 @@ def _wheelhouse_manifest(directory: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def build_wheelhouse(directory: Path = CACHE_DIR / "wheelhouse", *, log: Log = _say) -> Path:
-    """``pip download`` the pinned packages and their dependencies as wheels into ``directory``.
+def build_wheelhouse(lock: Lock, directory: Path = CACHE_DIR / "wheelhouse", *, index_url: str | None = None,
+                     log: Log = _say) -> Path:
+    """``pip download`` the worker's packages, pinned by ``lock``, as wheels into ``directory``.
 
-    Skipped when a manifest written by an earlier complete download still matches the pins and
-    every listed file is present with its size.
+    pip reads the host's own configuration (index, mirrors, certificates); ``index_url``
+    overrides the index. Skipped when a manifest written by an earlier complete download for the
+    same lock still lists every file with its size.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    if _wheelhouse_manifest(directory) is not None:
+    if _wheelhouse_manifest(directory, lock) is not None:
         log(f"wheelhouse {directory} is complete")
         return directory
     (directory / MANIFEST).unlink(missing_ok=True)
+    (directory / LOCK_FILE).write_text(lock.text)
     command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-               "--disable-pip-version-check", "-d", str(directory), *PINNED]
+               "--disable-pip-version-check", "-d", str(directory), "-c", str(directory / LOCK_FILE),
+               *(["--index-url", index_url] if index_url else []), *lock.worker_pins()]
     _run(command, "pip download", log)
     files = {p.name: p.stat().st_size for p in sorted(directory.glob("*.whl"))}
-    manifest = {"pins": list(PINNED), "python": PYTHON_VERSION, "files": files}
+    manifest = {"lock": lock.sha256, "python": PYTHON_VERSION, "files": files}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
     total = sum(files.values())
     log(f"wheelhouse {directory}: {len(files)} wheels, {total / 1e9:.2f} GB")
@@ -241,13 +289,13 @@ def build_wheelhouse(directory: Path = CACHE_DIR / "wheelhouse", *, log: Log = _
 
 # -- runner image ---------------------------------------------------------------------------
 
-def _recipe_digest(base_id: str, wheel_names: list[str]) -> str:
+def _recipe_digest(base_id: str, lock: Lock, wheel_names: list[str]) -> str:
     """What the runner image is made of; an image with the same digest needs no rebuild."""
     digest = hashlib.sha256()
     for path in sorted(IMAGE_DIR.iterdir()):
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(base_id.encode() + b"\0" + "\n".join(PINNED).encode() + b"\0" + "\n".join(wheel_names).encode())
+    digest.update(base_id.encode() + b"\0" + lock.sha256.encode() + b"\0" + "\n".join(wheel_names).encode())
     return digest.hexdigest()
 
 
@@ -262,16 +310,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def build_runner_image(client: Any, *, wheelhouse: Path | None = None, tag: str | None = None,
-                       force: bool = False, log: Log = _say, timings: dict[str, float] | None = None) -> str:
-    """Build the runner image (base image and wheelhouse first if missing); returns the image id."""
+def build_runner_image(client: Any, *, lock: Lock, wheelhouse: Path | None = None, tag: str | None = None,
+                       force: bool = False, mirror: str | None = None, index_url: str | None = None,
+                       log: Log = _say, timings: dict[str, float] | None = None) -> str:
+    """Build the runner image from ``lock`` (base image and wheelhouse first if missing); returns the image id."""
     tag = tag or runner_tag()
-    base_id = build_base_image(client, log=log)
-    wheelhouse = build_wheelhouse(wheelhouse or CACHE_DIR / "wheelhouse", log=log)
-    manifest = _wheelhouse_manifest(wheelhouse)
+    base_id = build_base_image(client, mirror=mirror, log=log)
+    wheelhouse = build_wheelhouse(lock, wheelhouse or CACHE_DIR / "wheelhouse", index_url=index_url, log=log)
+    manifest = _wheelhouse_manifest(wheelhouse, lock)
     assert manifest is not None
     wheels = sorted(manifest["files"])
-    recipe = _recipe_digest(base_id, wheels)
+    recipe = _recipe_digest(base_id, lock, wheels)
     existing = None if force else find_runner_image(client, tag)
     if existing is not None and existing.labels.get(f"{LABEL}.recipe") == recipe:
         log(f"runner image {tag} is up to date: {existing.id}")
@@ -287,11 +336,13 @@ def build_runner_image(client: Any, *, wheelhouse: Path | None = None, tag: str 
             (context / "wheels").mkdir()
             for name in wheels:
                 _link_or_copy(wheelhouse / name, context / "wheels" / name)
-            (context / "wheels" / "requirements.txt").write_text("\n".join(PINNED) + "\n")
+            (context / "wheels" / "requirements.txt").write_text("\n".join(lock.worker_pins()) + "\n")
+            (context / "wheels" / LOCK_FILE).write_text(lock.text)
         labels = {
             LABEL: "runner",
             f"{LABEL}.version": project_version(),
-            f"{LABEL}.packages": " ".join(PINNED),
+            f"{LABEL}.packages": " ".join(lock.worker_pins()),
+            f"{LABEL}.lock": lock.sha256,
             f"{LABEL}.base": base_id,
             f"{LABEL}.recipe": recipe,
             "org.opencontainers.image.title": "torch-grader runner",
@@ -349,23 +400,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader.sandbox.image", description=__doc__.split("\n")[0])
     parser.add_argument("step", nargs="?", default="all", choices=["all", "base", "wheelhouse", "runner"])
     parser.add_argument("--force", action="store_true", help="rebuild even if the image exists")
+    parser.add_argument("--course", type=Path, help="the course whose requirements.lock pins the image "
+                        "(default: the nearest folder upward with course.toml)")
+    parser.add_argument("--mirror", help="Debian mirror (default: this host's apt sources)")
+    parser.add_argument("--index-url", help="Python package index (default: this host's pip configuration)")
     args = parser.parse_args(argv)
     timings: dict[str, float] = {}
+    from grader.catalog import CourseNotFound, find_course
+
     try:
+        lock = read_lock(find_course(args.course).root)
         if args.step == "wheelhouse":
             with _timed("wheelhouse", _say, timings):
-                build_wheelhouse()
+                build_wheelhouse(lock, index_url=args.index_url)
             return 0
         client = docker_client()
         with _timed("base image", _say, timings):
-            build_base_image(client, force=args.force and args.step == "base")
+            build_base_image(client, mirror=args.mirror, force=args.force and args.step == "base")
         if args.step == "base":
             return 0
         with _timed("wheelhouse", _say, timings):
-            build_wheelhouse()
+            build_wheelhouse(lock, index_url=args.index_url)
         with _timed("runner image", _say, timings):
-            image_id = build_runner_image(client, force=args.force, timings=timings)
-    except ImageBuildError as exc:
+            image_id = build_runner_image(client, lock=lock, force=args.force, mirror=args.mirror,
+                                          index_url=args.index_url, timings=timings)
+    except (ImageBuildError, CourseNotFound) as exc:
         print(f"grader image: {exc}", file=sys.stderr)
         return 2
     print(f"image: {runner_tag()} {image_id}")

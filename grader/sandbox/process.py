@@ -10,19 +10,46 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 from grader.sandbox.base import (
-    ExitInfo, Limits, WorkerLaunch, host_python, make_scratch, stage_worker_package, worker_command,
+    Limits, WorkerLaunch, host_python, make_scratch, stage_worker_package, worker_command,
     worker_environment,
 )
 from grader.sandbox.cgroup import WorkerCgroup
+from grader.sandbox.local import SubprocessWorker
 
 
-def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None) -> None:
+def tasks_of_user(uid: int) -> int:
+    """Processes and threads this user runs now: what RLIMIT_NPROC counts."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid:
+            count += int(fields.get("Threads", "1").strip())
+    return count
+
+
+def process_rlimit(limits: Limits, cgroup: WorkerCgroup | None) -> int | None:
+    """The RLIMIT_NPROC to set, or None when the cgroup caps processes already.
+
+    RLIMIT_NPROC counts every process and thread of the user, not of the worker: a user with
+    300 threads running elsewhere would hit a cap of 256 at the first fork. So the cap is what
+    the user runs now plus the worker's allowance.
+    """
+    if cgroup is not None:
+        return None
+    return tasks_of_user(os.getuid()) + limits.processes
+
+
+def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None, nproc: int | None) -> None:
     """Runs in the child between fork and exec."""
     os.setsid()  # own process group, so kill() reaches everything the student spawns
     if cgroup is not None:
@@ -31,58 +58,17 @@ def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None) -> None:
         (resource.RLIMIT_AS, limits.memory_bytes),
         (resource.RLIMIT_CPU, limits.cpu_seconds),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
-        (resource.RLIMIT_NPROC, limits.processes),
+        (resource.RLIMIT_NPROC, nproc),
         (resource.RLIMIT_NOFILE, limits.open_files),
         (resource.RLIMIT_CORE, 0),
     ):
-        resource.setrlimit(which, (value, value))
-
-
-class SubprocessWorker:
-    """A worker started as a child process (directly or through bwrap)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], scratch: Path, cgroup: WorkerCgroup | None) -> None:
-        self._proc = proc
-        self._scratch = scratch
-        self._cgroup = cgroup
-        assert proc.stdin and proc.stdout and proc.stderr
-        self.requests = proc.stdin
-        self.replies = proc.stdout
-        self.output = proc.stderr
-
-    def _exit_info(self, code: int | None) -> ExitInfo | None:
-        if code is None:
-            return None
-        oom = self._cgroup is not None and self._cgroup.oom_killed()
-        if code < 0:
-            return ExitInfo(code=None, signal=-code, oom_killed=oom)
-        return ExitInfo(code=code, signal=None, oom_killed=oom)
-
-    def poll(self) -> ExitInfo | None:
-        return self._exit_info(self._proc.poll())
-
-    def wait(self, timeout: float) -> ExitInfo | None:
-        try:
-            return self._exit_info(self._proc.wait(timeout))
-        except subprocess.TimeoutExpired:
-            return None
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self._cgroup is not None:
-            self._cgroup.remove()  # also reaches daemons that left the process group
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        shutil.rmtree(self._scratch, ignore_errors=True)
+        if value is not None:
+            resource.setrlimit(which, (value, value))
 
 
 def spawn(command: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, scratch: Path) -> SubprocessWorker:
     cgroup = WorkerCgroup.create(limits.processes, limits.memory_bytes)
+    nproc = process_rlimit(limits, cgroup)
     proc = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
@@ -90,7 +76,7 @@ def spawn(command: list[str], *, cwd: Path, env: dict[str, str], limits: Limits,
         stderr=subprocess.PIPE,
         cwd=cwd,
         env=env,
-        preexec_fn=lambda: _enter_limits(limits, cgroup),
+        preexec_fn=lambda: _enter_limits(limits, cgroup, nproc),
         close_fds=True,
     )
     return SubprocessWorker(proc, scratch, cgroup)
@@ -100,9 +86,12 @@ class ProcessSandbox:
     name = "process"
     isolated = False
 
+    def __init__(self, probes_dir: Path | None = None) -> None:
+        self.probes_dir = probes_dir
+
     def start(self, launch: WorkerLaunch) -> SubprocessWorker:
         scratch = make_scratch("grader-worker-")
-        lib = stage_worker_package(scratch / "lib")
+        lib = stage_worker_package(scratch / "lib", self.probes_dir)
         home = scratch / "home"
         home.mkdir()
         command = worker_command(host_python(), str(lib), str(launch.modules_dir))

@@ -20,7 +20,6 @@ import torch
 
 from . import wire
 from .calls import dispatch
-from .zygote import Zygote
 
 MODULE_NAME = re.compile(r"^ex\d\d_[a-z0-9_]+$")
 MAX_MESSAGE_CHARS = 2000
@@ -165,6 +164,11 @@ def take_channel_from_stdio() -> tuple[int, int]:
     into the output stream (fd 2), so a student's ``print`` can never look like a reply.
     """
     requests_fd, replies_fd = os.dup(0), os.dup(1)
+    if sys.platform == "win32":  # the channel carries bytes: no newline translation
+        import msvcrt
+
+        for fd in (requests_fd, replies_fd):
+            msvcrt.setmode(fd, os.O_BINARY)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -179,10 +183,17 @@ def main() -> None:
     parser.add_argument("--modules", required=True)
     parser.add_argument("--sweep-all", action="store_true",
                         help="the sandbox has its own PID namespace: kill every stray process in it")
+    parser.add_argument("--direct", action="store_true",
+                        help="no zygote: serve every request in this process (platforms without fork)")
     args = parser.parse_args()
     requests_fd, replies_fd = take_channel_from_stdio()
     torch.set_num_threads(1)
-    Zygote(args.modules, requests_fd, replies_fd, args.sweep_all).serve({"ok": True, "value": base_facts()})
+    if args.direct:
+        serve(args.modules, requests_fd, replies_fd)
+    else:
+        from .zygote import Zygote
+
+        Zygote(args.modules, requests_fd, replies_fd, args.sweep_all).serve({"ok": True, "value": base_facts()})
     os._exit(0)  # skip interpreter teardown: student atexit hooks have nothing to say to the grader
 
 
