@@ -156,8 +156,11 @@ def find_course(explicit: Path | None = None, start: Path | None = None) -> Cour
         return Course.load(folder)
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / COURSE_MARKER).is_file():
-            return Course.load(folder)
+        try:
+            if (folder / COURSE_MARKER).is_file():
+                return Course.load(folder)
+        except PermissionError:
+            continue  # a folder this user may not look into holds no course of theirs
     raise CourseNotFound(
         f"no {COURSE_MARKER} in {here} or any folder above it: run the command inside your course folder "
         f"or pass --course DIR / 当前文件夹及其上级都没有 {COURSE_MARKER}：请在课程文件夹内运行，或使用 --course 指定")

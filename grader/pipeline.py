@@ -37,13 +37,20 @@ class _RegisterRun:
         config.pluginmanager.register(self.run, RUN_PLUGIN_NAME)
 
 
+def pytest_arguments(course: Course) -> list[str]:
+    """How the grader runs a course's autotests: its own plugin, and no conftest of any folder
+    around (the course's or the caller's), so a run does not depend on where it starts."""
+    autotests = course.autotests_dir
+    return ["-p", "grader.plugin", "--noconftest", "-p", "no:terminal", "-p", "no:cacheprovider",
+            "--rootdir", str(autotests), "-c", str(autotests / "pytest.ini")]
+
+
 def run_autotests(run: GradingRun, *, markexpr: str = "", keyword: str = "",
                   exercises: list[str] | None = None) -> int:
     """Run the course's autotests against ``run``'s implementation; results land in ``run.results``."""
     autotests = run.course.autotests_dir
     targets = [str(autotests / f"test_{e}.py") for e in exercises] if exercises else [str(autotests)]
-    args = [*targets, "-p", "no:terminal", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning",
-            "--rootdir", str(autotests), "-c", str(autotests / "pytest.ini")]
+    args = [*targets, *pytest_arguments(run.course), "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if markexpr:
         args += ["-m", markexpr]
     if keyword:

@@ -41,8 +41,9 @@ def collect_tests(course: Course) -> list[CollectedTest]:
     """Every test of ``course``'s autotests with its markers (nothing is run)."""
     collector = _Collector()
     autotests = course.autotests_dir
-    code = pytest.main([str(autotests), "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
-                        "--rootdir", str(autotests), "-c", str(autotests / "pytest.ini"), "--course", str(course.root)],
+    from grader.pipeline import pytest_arguments
+
+    code = pytest.main([str(autotests), "--collect-only", *pytest_arguments(course), "--course", str(course.root)],
                        plugins=[collector])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise ExportError(f"collecting the tests of {course.root} failed (pytest exit {int(code)}): "

@@ -1,0 +1,28 @@
+"""Session fixtures: the course's exports, built once with the real ``grader export`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import ROOT
+
+
+def _export(kind: str, target: Path, *extra: str) -> Path:
+    proc = subprocess.run([sys.executable, "-m", "grader", "export", kind, str(target), *extra],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return target
+
+
+@pytest.fixture(scope="session")
+def student_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A student kit of this course (and its zip beside it)."""
+    return _export("student", tmp_path_factory.mktemp("export") / "kit", "--zip")
+
+
+@pytest.fixture(scope="session")
+def autograder_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _export("autograder", tmp_path_factory.mktemp("export") / "autograder")
