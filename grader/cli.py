@@ -74,9 +74,9 @@ def _exercise_folder(course: Course, folder: Optional[Path]) -> Path:
 def _show_folder(course: Course, folder: Path, files: list[Path], lang: Lang) -> None:
     """Say which course and which files a student command used, so two copies never get mixed up."""
     words = Msg("课程", "course").render(lang), Msg("文件", "files").render(lang)
-    console.print(f"{words[0]}: {course.describe()}", highlight=False)
+    console.print(f"{words[0]}: {course.describe()}", highlight=False, soft_wrap=True)
     names = ", ".join(p.name for p in files) or Msg("（无）", "(none)").render(lang)
-    console.print(f"{words[1]}: {folder}: {names}", highlight=False)
+    console.print(f"{words[1]}: {folder}: {names}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -180,7 +180,7 @@ def pack(
         path = pack_directory(modules, output or course.root / "submission.zip")
     except ArchiveRejected as rejected:
         raise fail(rejected.message.render(language)) from None
-    console.print(f"{Msg('已写入', 'wrote').render(language)} {path.resolve()}", highlight=False)
+    console.print(f"{Msg('已写入', 'wrote').render(language)} {path.resolve()}", highlight=False, soft_wrap=True)
 
 
 export_app = typer.Typer(no_args_is_help=True, help="Make the folders a course hands out: a student kit, an autograder.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from support import COURSE, ROOT
+
+from grader.kit.student import stub_problems
 
 EXERCISES = [spec.id for spec in COURSE.exercises()]
 
@@ -28,18 +31,20 @@ def test_stub_and_reference_share_their_public_api(exercise: str) -> None:
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_stubs_hold_no_solution(exercise: str) -> None:
-    """Every function body of a stub is a docstring and ``raise NotImplementedError``."""
-    tree = ast.parse((COURSE.exercises_dir / f"{exercise}.py").read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
+    """Every function body of a stub is a docstring and ``raise NotImplementedError``; public
+    functions explain themselves in Chinese and English."""
+    source = (COURSE.exercises_dir / f"{exercise}.py").read_text(encoding="utf-8")
+    assert stub_problems(source, exercise) == []
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.FunctionDef):
-            body = [n for n in node.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-            body = [n for n in body if not (isinstance(n, ast.Expr) and "super" in ast.unparse(n))]
-            assert len(body) == 1 and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0]), (
-                f"{exercise}.{node.name} has code besides raise NotImplementedError")
             docstring = ast.get_docstring(node) or ""
             if not node.name.startswith("_") and node.name not in ("forward", "backward", "__init__"):
                 assert any("\u4e00" <= ch <= "\u9fff" for ch in docstring), f"{node.name}: no Chinese in docstring"
                 assert any(ch.isascii() and ch.isalpha() for ch in docstring), f"{node.name}: no English in docstring"
+
+
+def test_stub_check_finds_code() -> None:
+    assert stub_problems("def f(x):\n    \"doc\"\n    return x + 1\n", "ex99_x.py")
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
@@ -65,18 +70,42 @@ def test_public_tests_run_without_the_reference(tmp_path: Path) -> None:
     assert "skipped" not in proc.stdout.splitlines()[-1]
 
 
-def test_check_and_pack_commands(tmp_path: Path) -> None:
-    exercises = tmp_path / "exercises"
-    exercises.mkdir()
-    (exercises / "ex01_tensors.py").write_bytes((COURSE.solutions_dir / "ex01_tensors.py").read_bytes())
-    check = subprocess.run([sys.executable, "-m", "grader", "check", "ex01", "-k", "patchify",
-                            "--dir", str(exercises)], capture_output=True, text=True, timeout=300)
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "ex01_tensors" in check.stdout and "Total" in check.stdout
-    packed = subprocess.run([sys.executable, "-m", "grader", "pack", str(tmp_path), "-o", str(tmp_path / "s.zip")],
-                            capture_output=True, text=True, timeout=60)
-    assert packed.returncode == 0, packed.stderr
-    assert zipfile.ZipFile(tmp_path / "s.zip").namelist() == ["exercises/ex01_tensors.py"]
+def _grader(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def _used(proc: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """The course and files lines a student command prints."""
+    lines = proc.stdout.splitlines()
+    return next(l for l in lines if l.startswith("course: ")), next(l for l in lines if l.startswith("files: "))
+
+
+@pytest.mark.slow
+def test_check_and_pack_act_on_the_same_copy(student_kit: Path, tmp_path: Path) -> None:
+    """Two copies of the homework: each command acts on the copy it runs in (from the course folder,
+    from inside exercises/, or with --course from anywhere) and says which folder and files it used."""
+    done, todo = tmp_path / "done", tmp_path / "todo"
+    shutil.copytree(student_kit, done)
+    shutil.copytree(student_kit, todo)
+    shutil.copyfile(COURSE.solutions_dir / "ex01_tensors.py", done / "exercises" / "ex01_tensors.py")
+    for where in (done, done / "exercises"):
+        checked = _grader("check", "ex01", "-k", "patchify", cwd=where)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        packed = _grader("pack", cwd=where)
+        assert packed.returncode == 0, packed.stderr
+        assert _used(checked)[0] == _used(packed)[0] and str(done) in _used(checked)[0]
+        assert _used(checked)[1] == f"files: {done / 'exercises'}: ex01_tensors.py"
+        assert "ex01_tensors.py, ex02_autograd.py, ex03_modules.py" in _used(packed)[1]
+        assert str(done / "submission.zip") in packed.stdout
+        assert zipfile.ZipFile(done / "submission.zip").read("exercises/ex01_tensors.py") == \
+            (done / "exercises" / "ex01_tensors.py").read_bytes()
+    stub = _grader("check", "ex01", "-k", "patchify", cwd=todo / "exercises")
+    assert stub.returncode == 1 and str(todo) in _used(stub)[0] and "Not implemented" in stub.stdout
+    explicit = _grader("check", "ex01", "-k", "patchify", "--course", str(done), cwd=tmp_path)
+    assert explicit.returncode == 0 and str(done) in _used(explicit)[0]
+    lost = _grader("pack", cwd=tmp_path)
+    assert lost.returncode == 2 and "course.toml" in lost.stderr and "--course" in lost.stderr
+    assert len(lost.stderr.strip().splitlines()) == 1
 
 
 def test_shipped_example_submission_is_current(tmp_path: Path) -> None:
@@ -86,3 +115,16 @@ def test_shipped_example_submission_is_current(tmp_path: Path) -> None:
     fresh = build(tmp_path / "example.zip")
     shipped = ROOT / "examples" / "submission.zip"
     assert fresh.read_bytes() == shipped.read_bytes(), "run: python examples/build_example.py"
+
+
+def test_example_submission_is_not_a_copy_of_the_reference() -> None:
+    """The example is a student's own solution: it shares few code lines with the references
+    (the ones it shares, like ``return SwishFn.apply(x, beta)``, the docstrings spell out)."""
+    from grader.kit.leaks import reference_body_lines
+
+    for exercise in EXERCISES:
+        reference = reference_body_lines((COURSE.solutions_dir / f"{exercise}.py").read_text(encoding="utf-8"))
+        example = {line.strip() for line in (ROOT / "examples" / "submission" / "exercises" / f"{exercise}.py")
+                   .read_text(encoding="utf-8").splitlines()}
+        shared = reference & example
+        assert len(shared) <= len(reference) / 3, (exercise, sorted(shared))  # a near-copy shares nearly all
