@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import shutil
 import subprocess
 import sys
@@ -117,14 +118,21 @@ def test_shipped_example_submission_is_current(tmp_path: Path) -> None:
     assert fresh.read_bytes() == shipped.read_bytes(), "run: python examples/build_example.py"
 
 
-def test_example_submission_is_not_a_copy_of_the_reference() -> None:
-    """The example is a student's own solution: it shares few code lines with the references
-    (the ones it shares, like ``return SwishFn.apply(x, beta)``, the docstrings spell out)."""
-    from grader.kit.leaks import reference_body_lines
+def _code_lines(path: Path) -> list[str]:
+    """A module's code with docstrings dropped and formatting normalised (``ast.unparse``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.unparse(tree).splitlines()
 
+
+def test_example_submission_is_not_a_copy_of_the_reference() -> None:
+    """The example is a student's own solution, not the reference with a few lines changed: a
+    near-copy scores above 0.95 here (same API and imports make any two solutions share some)."""
     for exercise in EXERCISES:
-        reference = reference_body_lines((COURSE.solutions_dir / f"{exercise}.py").read_text(encoding="utf-8"))
-        example = {line.strip() for line in (ROOT / "examples" / "submission" / "exercises" / f"{exercise}.py")
-                   .read_text(encoding="utf-8").splitlines()}
-        shared = reference & example
-        assert len(shared) <= len(reference) / 3, (exercise, sorted(shared))  # a near-copy shares nearly all
+        reference = _code_lines(COURSE.solutions_dir / f"{exercise}.py")
+        example = _code_lines(ROOT / "examples" / "submission" / "exercises" / f"{exercise}.py")
+        similarity = difflib.SequenceMatcher(None, reference, example, autojunk=False).ratio()
+        assert similarity < 0.8, (exercise, round(similarity, 3))
