@@ -25,8 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Grade PyTorch exercises in a sandbox. 评测 PyTorch 练习。")
 console = Console(stderr=False)
 
-COURSE_OPTION = typer.Option(None, "--course", envvar="GRADER_COURSE",
-                             help="the course folder (default: the nearest folder upward with course.toml)")
+COURSE_OPTION = typer.Option(None, "--course", help="the course folder (default: $GRADER_COURSE, else the "
+                                                      "nearest folder upward with course.toml)")
 HOST_FAULT_EXIT = 3
 
 
