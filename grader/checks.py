@@ -40,8 +40,16 @@ def tolerance_for(dtype: torch.dtype) -> Tolerance:
     return TOLERANCES.get(dtype, EXACT)
 
 
-def fail(message: Msg, hint: Msg | None = None) -> None:
-    raise CheckFailed(message + hint if hint else message)
+def fail(message: Msg, hint: Msg | None = None, symptom: Msg | None = None) -> None:
+    """Fail a check. ``message`` may name inputs and values; ``symptom`` must not (a student may
+    see it, with the hint, for a hidden test)."""
+    summary = symptom + hint if symptom and hint else symptom or hint
+    raise CheckFailed(message + hint if hint else message, summary)
+
+
+WRONG_SHAPE = Msg("结果的形状不对", "the result has the wrong shape")
+WRONG_VALUES = Msg("结果的数值与期望不符", "the values differ from the expected result")
+NOT_FINITE = Msg("结果中有 NaN 或 Inf", "the result contains NaN or Inf")
 
 
 def _fmt_shape(shape: Sequence[int]) -> str:
@@ -51,7 +59,9 @@ def _fmt_shape(shape: Sequence[int]) -> str:
 def assert_tensor(got: Any, what: str) -> torch.Tensor:
     if not isinstance(got, torch.Tensor):
         fail(Msg(f"{what}：应返回 torch.Tensor，实际得到 {type(got).__name__}",
-                 f"{what}: expected a torch.Tensor, got {type(got).__name__}"))
+                 f"{what}: expected a torch.Tensor, got {type(got).__name__}"),
+             symptom=Msg(f"应返回 torch.Tensor，实际得到 {type(got).__name__}",
+                         f"expected a torch.Tensor, got {type(got).__name__}"))
     return got
 
 
@@ -60,14 +70,14 @@ def assert_shape(got: Any, shape: Sequence[int], what: str, hint: Msg | None = N
     t = assert_tensor(got, what)
     if list(t.shape) != [int(s) for s in shape]:
         fail(Msg(f"{what}：形状应为 {_fmt_shape(shape)}，实际为 {_fmt_shape(t.shape)}",
-                 f"{what}: expected shape {_fmt_shape(shape)}, got {_fmt_shape(t.shape)}"), hint)
+                 f"{what}: expected shape {_fmt_shape(shape)}, got {_fmt_shape(t.shape)}"), hint, WRONG_SHAPE)
 
 
 def assert_dtype(got: Any, dtype: torch.dtype, what: str, hint: Msg | None = None) -> None:
     t = assert_tensor(got, what)
     if t.dtype != dtype:
         fail(Msg(f"{what}：dtype 应为 {dtype}，实际为 {t.dtype}", f"{what}: expected dtype {dtype}, got {t.dtype}"),
-             hint)
+             hint, Msg(f"dtype 应为 {dtype}，实际为 {t.dtype}", f"expected dtype {dtype}, got {t.dtype}"))
 
 
 def assert_device(got: Any, device: str | torch.device, what: str, hint: Msg | None = None) -> None:
@@ -78,7 +88,8 @@ def assert_device(got: Any, device: str | torch.device, what: str, hint: Msg | N
     same = actual.type == expected.type and (expected.index is None or actual.index == expected.index)
     if not same:
         fail(Msg(f"{what}：应在设备 {expected} 上，实际在 {actual} 上",
-                 f"{what}: expected device {expected}, got {actual}"), hint)
+                 f"{what}: expected device {expected}, got {actual}"), hint,
+             Msg(f"应在设备 {expected} 上，实际在 {actual} 上", f"expected device {expected}, got {actual}"))
 
 
 def assert_finite(got: Any, what: str, hint: Msg | None = None) -> None:
@@ -89,7 +100,7 @@ def assert_finite(got: Any, what: str, hint: Msg | None = None) -> None:
             index = tuple(int(i) for i in bad.nonzero()[0])
             fail(Msg(f"{what}：包含 NaN/Inf（共 {int(bad.sum())} 个，首个位于索引 {index}，值 {t[index].item()}）",
                      f"{what}: contains NaN/Inf ({int(bad.sum())} elements, first at index {index}: {t[index].item()})"),
-                 hint)
+                 hint, NOT_FINITE)
 
 
 def _matches(got: torch.Tensor, expected: torch.Tensor, tol: Tolerance) -> bool:
@@ -168,17 +179,18 @@ def assert_close(
     if bool((g == 0).all()) and not bool((e == 0).all()):
         detail = detail + Msg("（输出全为 0）", "(the output is all zeros)")
     diagnosis = _diagnose(t, mistakes, tol)
-    fail(diagnosis + detail if diagnosis else detail, hint)
+    fail(diagnosis + detail if diagnosis else detail, hint, diagnosis + WRONG_VALUES if diagnosis else WRONG_VALUES)
 
 
 def assert_number_close(got: Any, expected: float, what: str, *, atol: float, hint: Msg | None = None) -> None:
     """A Python number (not a tensor) within ``atol`` of ``expected``."""
     if isinstance(got, bool) or not isinstance(got, (int, float)):
         fail(Msg(f"{what}：应返回 Python 数字（float），实际得到 {type(got).__name__}（可用 .item()）",
-                 f"{what}: expected a Python number (float), got {type(got).__name__} (use .item())"), hint)
+                 f"{what}: expected a Python number (float), got {type(got).__name__} (use .item())"), hint,
+             Msg("应返回 Python 数字（float），可用 `.item()`", "expected a Python number (float); use `.item()`"))
     if not math.isfinite(got) or abs(got - expected) > atol:
         fail(Msg(f"{what}：得到 {got:.6g}，期望 {expected:.6g}（允许误差 {atol:g}）",
-                 f"{what}: got {got:.6g}, expected {expected:.6g} (tolerance {atol:g})"), hint)
+                 f"{what}: got {got:.6g}, expected {expected:.6g} (tolerance {atol:g})"), hint, WRONG_VALUES)
 
 
 def assert_grad(got: Any, expected: torch.Tensor, what: str, hint: Msg | None = None, **tolerance: Any) -> None:
@@ -186,7 +198,8 @@ def assert_grad(got: Any, expected: torch.Tensor, what: str, hint: Msg | None = 
     if got is None:
         fail(Msg(f"{what} 没有得到梯度（.grad 为 None）：计算图是否断开（detach/.item()/no_grad）？",
                  f"No gradient reached {what} (.grad is None): is the graph broken (detach, .item(), no_grad)?"),
-             hint)
+             hint, Msg("没有梯度传到输入（.grad 为 None）：计算图是否断开？",
+                       "no gradient reached an input (.grad is None): is the graph broken?"))
     assert_close(got, expected, f"grad of {what}", hint=hint, **tolerance)
 
 
@@ -194,7 +207,8 @@ def assert_no_grad(got: Any, what: str, hint: Msg | None = None) -> None:
     """A tensor that must not have received a gradient (frozen, or a head that did not run)."""
     if got is not None and not (isinstance(got, torch.Tensor) and bool((got == 0).all())):
         fail(Msg(f"{what} 不应得到梯度，但它的 .grad 不为空",
-                 f"{what} should not receive a gradient, but its .grad is set"), hint)
+                 f"{what} should not receive a gradient, but its .grad is set"), hint,
+             Msg("某个张量得到了不应有的梯度", "a tensor received a gradient it should not have"))
 
 
 def assert_attached(got: Any, what: str, hint: Msg | None = None) -> None:
@@ -203,7 +217,9 @@ def assert_attached(got: Any, what: str, hint: Msg | None = None) -> None:
     if not tensor_facts(t).requires_grad:
         fail(Msg(f"{what}：输出已脱离计算图（requires_grad=False），梯度无法回传。不要使用 detach()/.data/.item()/torch.no_grad()",
                  f"{what}: the output is detached from the autograd graph (requires_grad=False), so no gradient can "
-                 "flow back. Avoid detach(), .data, .item() and torch.no_grad() here"), hint)
+                 "flow back. Avoid detach(), .data, .item() and torch.no_grad() here"), hint,
+             Msg("输出已脱离计算图（requires_grad=False），梯度无法回传", "the output is detached from the autograd graph "
+                 "(requires_grad=False), so no gradient can flow back"))
 
 
 def assert_true(condition: bool, message: Msg, hint: Msg | None = None) -> None:
@@ -213,7 +229,8 @@ def assert_true(condition: bool, message: Msg, hint: Msg | None = None) -> None:
 
 def assert_equal(got: Any, expected: Any, what: str, hint: Msg | None = None) -> None:
     if type(got) is not type(expected) or got != expected:
-        fail(Msg(f"{what}：得到 {got!r}，期望 {expected!r}", f"{what}: got {got!r}, expected {expected!r}"), hint)
+        fail(Msg(f"{what}：得到 {got!r}，期望 {expected!r}", f"{what}: got {got!r}, expected {expected!r}"), hint,
+             Msg("结果与期望不符", "the result differs from the expected one"))
 
 
 def assert_gradcheck(
@@ -249,7 +266,8 @@ def assert_gradcheck(
         analytic = 0.0
         for pos, grad in zip(wrt, result["grads"]):
             if grad is None:
-                fail(Msg(f"{what}：第 {pos} 个输入没有得到梯度", f"{what}: no gradient reached input {pos}"), hint)
+                fail(Msg(f"{what}：第 {pos} 个输入没有得到梯度", f"{what}: no gradient reached input {pos}"), hint,
+                     Msg(f"第 {pos} 个输入没有得到梯度", f"no gradient reached input {pos}"))
             assert_shape(grad, args[pos].shape, f"grad of input {pos} of {what}", hint)
             u = torch.randn(args[pos].shape, dtype=torch.float64, generator=generator)
             u = u / torch.linalg.vector_norm(u).clamp_min(1e-12)
@@ -269,7 +287,9 @@ def assert_gradcheck(
                 f"{what}: gradients from backward disagree with finite differences of forward (directional "
                 f"derivative {analytic:.6g} from backward vs {numeric:.6g} numerically). Check the backward "
                 "formula and that it multiplies by grad_output.",
-            ), hint)
+            ), hint, Msg("反向传播的梯度与前向的数值差分不一致：检查 backward 的公式，以及是否乘以 grad_output",
+                         "gradients from backward disagree with finite differences of forward: check the backward "
+                         "formula and that it multiplies by grad_output"))
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from grader.catalog import Course, CourseNotFound, find_course
 from grader.i18n import Lang, Msg
-from grader.ingest import ArchiveRejected, exercise_files, pack_directory
+from grader.ingest import ArchiveRejected, exercise_files, helper_files, pack_directory
 from grader.sandbox import SandboxUnavailable, resolve_auto
 from grader.verdicts import HostFault
 
@@ -44,6 +44,12 @@ def _lang(value: str) -> Lang:
     if value not in ("en", "zh"):
         raise typer.BadParameter("use en or zh")
     return value  # type: ignore[return-value]
+
+
+def _audience(value: str) -> str:
+    if value not in ("student", "instructor"):
+        raise typer.BadParameter("use student or instructor")
+    return value
 
 
 def _course(course_dir: Optional[Path]) -> Course:
@@ -88,32 +94,43 @@ def run(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPUs to expose: 'all' or ids like '0,1' (default: none)"),
     seed_id: Optional[str] = typer.Option(None, "--seed-id", help="replay the inputs of an earlier run"),
     keyword: str = typer.Option("", "-k", help="only tests matching this pytest -k expression"),
+    student: Optional[str] = typer.Option(None, "--student", help="the student's id, recorded in the report"),
+    audience: str = typer.Option("student", "--audience", help="student (hidden tests show name and hint only) "
+                                                                "or instructor (everything)"),
     course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
     """Grade a submission zip against all tests (public and hidden) and write a report."""
-    from grader.pipeline import grade_submission
+    from grader.pipeline import NothingSelected, grade_submission
+    from grader.report import clear_report
     from grader.summary import print_report
 
     language = _lang(lang)
+    viewer = _audience(audience)
     course = _course(course_dir)
+    clear_report(out)  # whatever happens next, an older report in this folder is not left standing
     if not submission.is_file():
         raise fail(f"{submission} is not a file / 找不到文件")
     try:
         backend = resolve_auto() if sandbox == "auto" else sandbox
     except SandboxUnavailable as unavailable:
         raise host_fault(HostFault(str(unavailable))) from None
-    console.print(f"grading {submission} with {course.describe()} in the {backend} sandbox …", highlight=False)
+    console.print(Msg(f"评测 {submission}：课程 {course.describe()}，沙箱 {backend} …",
+                      f"grading {submission} with {course.describe()} in the {backend} sandbox …").render(language),
+                  highlight=False, soft_wrap=True)
     try:
-        report = grade_submission(submission, course, sandbox=backend, lang=language,
-                                  seed_id=seed_id, keyword=keyword, gpus=gpus, on_result=_progress())
-    except ArchiveRejected as rejected:
-        raise fail(rejected.message.render(language)) from None
+        report = grade_submission(submission, course, sandbox=backend, lang=language, seed_id=seed_id,
+                                  keyword=keyword, gpus=gpus, student=student, on_result=_progress())
     except HostFault as fault:
         raise host_fault(fault) from None
+    except NothingSelected as nothing:
+        raise fail(str(nothing)) from None
     console.print()
     path = report.write(out)
-    print_report(report, console)
-    console.print(f"report: {path}", highlight=False)
+    if report.refusal is not None:
+        console.print(f"{Msg('报告', 'report').render(language)}: {path}", highlight=False, soft_wrap=True)
+        raise fail(report.refusal.render(language))
+    print_report(report, console, audience=viewer)
+    console.print(f"{Msg('报告', 'report').render(language)}: {path}", highlight=False, soft_wrap=True)
     if not report.complete:
         raise fail("some tests could not run on this host; the report is marked incomplete "
                    "(see not_run in report.json)", HOST_FAULT_EXIT)
@@ -151,6 +168,9 @@ def check(
     try:
         check_host(run, references=False)
         run_autotests(run, markexpr="public", keyword=keyword, exercises=exercises)
+        if not run.results:
+            raise fail(f"no public test matches -k {keyword!r} / 没有公开测试匹配 -k {keyword!r}" if keyword
+                       else "this course has no public tests / 该课程没有公开测试")
         report = build_report(run, None, started)
     except (HostFault, SandboxUnavailable) as fault:
         raise fail(f"the checker cannot run on this computer / 无法在本机运行检查: {fault}", HOST_FAULT_EXIT) from None
@@ -175,7 +195,7 @@ def pack(
     language = _lang(lang)
     course = _course(course_dir)
     modules = _exercise_folder(course, folder)
-    _show_folder(course, modules, exercise_files(modules), language)
+    _show_folder(course, modules, exercise_files(modules) + helper_files(modules), language)
     try:
         path = pack_directory(modules, output or course.root / "submission.zip")
     except ArchiveRejected as rejected:

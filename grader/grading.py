@@ -47,6 +47,7 @@ class GradingRun:
     started: float = field(default_factory=time.monotonic)
     results: list[TestResult] = field(default_factory=list)
     deselected: list[tuple[str, str, float]] = field(default_factory=list)  # (exercise, visibility, points)
+    intake_problems: dict[str, Msg] = field(default_factory=dict)  # exercise -> why its file cannot be graded
     capture: OutputCapture = field(default_factory=OutputCapture)
     _sandbox: Sandbox | None = None
     _session: WorkerSession | None = None
@@ -69,9 +70,12 @@ class GradingRun:
         return min(time.monotonic() + test_budget_s, self.started + self.budget_s)
 
     def submitted(self, exercise: str) -> bool:
-        return self.modules_dir is not None and (self.modules_dir / f"{exercise}.py").is_file()
+        return exercise in self.intake_problems or (
+            self.modules_dir is not None and (self.modules_dir / f"{exercise}.py").is_file())
 
     def student(self, spec: ExerciseSpec) -> RemoteImplementation:
+        if spec.id in self.intake_problems:
+            raise SubmissionProblem(self.intake_problems[spec.id], Status.IMPORT_ERROR)
         if not self.submitted(spec.id):
             raise SubmissionProblem(Msg("未提交该练习文件", "This exercise was not submitted"), Status.NOT_SUBMITTED)
         if time.monotonic() > self.started + self.budget_s:

@@ -60,6 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "task(name): the task (function or class) a test grades")
     config.addinivalue_line("markers", "points(n): points the test is worth")
     config.addinivalue_line("markers", "timeout_s(n): the test's time budget, overriding the exercise's")
+    config.addinivalue_line("markers", "shows(level): what a student sees of the test: all, hint (no inputs or "
+                                       "expected values; the default for hidden tests) or name (pass/fail only)")
     for kind in KINDS:
         config.addinivalue_line("markers", f"{kind}: a {kind} check")
     for visibility in VISIBILITIES:
@@ -170,22 +172,47 @@ def rng(request: pytest.FixtureRequest) -> torch.Generator:
 
 
 # -- outcomes ------------------------------------------------------------------------------------
-def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Status, Msg | None]:
+# What a student may see of a hidden test that failed this way, when the failure has no summary of
+# its own: the status, never the call, its inputs or the expected values.
+STATUS_SUMMARY = {
+    Status.FAILED: Msg("检查未通过", "The check failed"),
+    Status.ERROR: Msg("你的代码在这个测试中抛出了异常", "Your code raised an exception in this test"),
+    Status.TIMED_OUT: Msg("超时：这个测试没有在时限内完成", "Timed out: this test did not finish in time"),
+    Status.CRASHED: Msg("运行你的代码的进程在这个测试中崩溃了", "The process running your code crashed in this test"),
+    Status.OUT_OF_MEMORY: Msg("内存不足", "Out of memory"),
+}
+# Failures that do not depend on a test's inputs: the whole message is safe for every audience.
+INPUT_FREE = (Status.NOT_IMPLEMENTED, Status.NOT_SUBMITTED, Status.IMPORT_ERROR, Status.OUTPUT_LIMIT,
+              Status.NOT_RUN, Status.GRADER_ERROR)
+SHOWS = ("all", "hint", "name")
+
+
+def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Status, Msg | None, Msg | None]:
+    """(status, the whole message, what a student may see of it in a hidden test)."""
     if excinfo is None:
-        return Status.PASSED, None
+        return Status.PASSED, None, None
     exc = excinfo.value
     if isinstance(exc, pytest.skip.Exception):  # the host lacks what the test needs: not the student's doing
-        return Status.NOT_RUN, Msg(f"未在此评测主机上运行：{exc.msg}", f"Not run on this grading host: {exc.msg}")
+        return Status.NOT_RUN, Msg(f"未在此评测主机上运行：{exc.msg}", f"Not run on this grading host: {exc.msg}"), None
     if isinstance(exc, SubmissionProblem):
-        return exc.status, exc.message
+        return exc.status, exc.message, exc.summary
     if isinstance(exc, CheckFailed):
-        return Status.FAILED, exc.message
+        digit_free = not any(ch.isdigit() for ch in exc.message.en + exc.message.zh)
+        return Status.FAILED, exc.message, exc.summary or (exc.message if digit_free else None)
     if isinstance(exc, AssertionError):
         text = str(exc).split("\nassert ")[0]
-        return Status.FAILED, Msg(text, text)
+        return Status.FAILED, Msg(text, text), None
     text = f"{type(exc).__name__}: {exc}"
     return Status.GRADER_ERROR, Msg(f"评分程序内部错误（不是你的错）：{text}",
-                                    f"Internal grader error (not your fault): {text}")
+                                    f"Internal grader error (not your fault): {text}"), None
+
+
+def student_view(status: Status, message: Msg | None, summary: Msg | None) -> Msg | None:
+    """The message any audience may read: the summary, or the whole message where it cannot hold a
+    test's inputs, or the status alone."""
+    if message is None or status in INPUT_FREE:
+        return message
+    return summary or STATUS_SUMMARY.get(status, STATUS_SUMMARY[Status.FAILED])
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -195,22 +222,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return  # the call phase reports
     if call.when == "teardown":
         return
-    status, message = classify(call.excinfo)
+    status, message, summary = classify(call.excinfo)
     run = grading_run(item.config)
     if message is not None and status not in (Status.GRADER_ERROR, Status.NOT_RUN):
         outcome.get_result().longrepr = message.render(run.lang)  # the student's view, not a traceback
     points = float(marker_arg(item, "points") or 0)
+    visibility = next(v for v in VISIBILITIES if item.get_closest_marker(v))
+    shows = marker_arg(item, "shows") or ("all" if visibility == "public" else "hint")
+    if shows not in SHOWS:
+        raise pytest.UsageError(f"{item.nodeid}: shows must be one of {', '.join(SHOWS)}")
+    safe = student_view(status, message, summary)
     run.record(TestResult(
         name=item.name,
         nodeid=item.nodeid,
         exercise=marker_arg(item, "exercise"),
         task=marker_arg(item, "task"),
         kind=next(k for k in KINDS if item.get_closest_marker(k)),
-        visibility=next(v for v in VISIBILITIES if item.get_closest_marker(v)),
+        visibility=visibility,
         max_score=points,
         score=points if status == Status.PASSED else 0.0,
         status=status,
-        message=message,
+        message=safe,
+        detail=message if message != safe else None,
+        shows=shows,
         duration_s=call.duration,
     ))
 

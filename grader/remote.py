@@ -26,6 +26,12 @@ STARTUP_TIMEOUT_S = 120.0
 IMPORT_TIMEOUT_S = 30.0
 ABORT_TIMEOUT_S = 5.0
 
+# What the worker was doing when something went wrong, in both languages: messages put it in a
+# sentence ("超时：调用超过 20 秒" / "no result after 20 s during the call").
+STARTUP = Msg("启动", "startup")
+IMPORT = Msg("导入模块", "import")
+CALL = Msg("调用", "the call")
+
 
 @dataclass
 class OutputCapture:
@@ -155,8 +161,8 @@ class WorkerSession:
         self.capture.reset_flood_budget()
         worker = self.sandbox.start(self.launch)
         channel = _Channel(worker, self.capture)
-        self._await(channel, None, STARTUP_TIMEOUT_S, during="startup")
-        channel.facts = self._exchange(channel, {"op": "facts"}, STARTUP_TIMEOUT_S, during="startup")
+        self._await(channel, None, STARTUP_TIMEOUT_S, during=STARTUP)
+        channel.facts = self._exchange(channel, {"op": "facts"}, STARTUP_TIMEOUT_S, during=STARTUP)
         self.facts = channel.facts
         return channel
 
@@ -184,7 +190,7 @@ class WorkerSession:
                     self._channel = None
 
     # -- requests --------------------------------------------------------------------------
-    def _await(self, channel: _Channel, request_id: int | None, timeout: float, during: str) -> dict[str, Any]:
+    def _await(self, channel: _Channel, request_id: int | None, timeout: float, during: Msg) -> dict[str, Any]:
         """The next reply; on a deadline the call is aborted (the worker survives if it can)."""
         try:
             reply = channel.replies.get(timeout=max(0.0, timeout))
@@ -196,8 +202,8 @@ class WorkerSession:
                     or not self._abort(channel, request_id):
                 self._discard(channel)
             raise CallTimedOut(Msg(
-                f"超时：{during}超过 {timeout:.0f} 秒仍未返回（死循环？计算量过大？）",
-                f"Timed out: no result after {timeout:.0f} s during {during} (an endless loop? too much work?)",
+                f"超时：{during.zh}超过 {timeout:.0f} 秒仍未返回（死循环？计算量过大？）",
+                f"Timed out: no result after {timeout:.0f} s during {during.en} (an endless loop? too much work?)",
             )) from None
         if isinstance(reply, BaseException):
             exit_info = channel.worker.wait(5.0)
@@ -249,11 +255,11 @@ class WorkerSession:
             self.capture.current = exercise
             if exercise and exercise not in channel.loaded:
                 self._load(channel, exercise)
-            return self._exchange(channel, message, timeout, during="the call")
+            return self._exchange(channel, message, timeout, during=CALL)
 
     def _load(self, channel: _Channel, exercise: str) -> None:
         try:
-            self._exchange(channel, {"op": "load", "exercise": exercise}, IMPORT_TIMEOUT_S, during="import")
+            self._exchange(channel, {"op": "load", "exercise": exercise}, IMPORT_TIMEOUT_S, during=IMPORT)
         except SubmissionProblem as problem:
             if problem.status in (Status.NOT_SUBMITTED, Status.IMPORT_ERROR, Status.TIMED_OUT, Status.CRASHED,
                                   Status.OUT_OF_MEMORY, Status.OUTPUT_LIMIT):
@@ -263,7 +269,7 @@ class WorkerSession:
             raise
         channel.loaded.add(exercise)
 
-    def _exchange(self, channel: _Channel, message: dict[str, Any], timeout: float, during: str) -> Any:
+    def _exchange(self, channel: _Channel, message: dict[str, Any], timeout: float, during: Msg) -> Any:
         request_id = next(self._ids)
         frame = wire.encode_frame({**message, "id": request_id})
         if not channel.send(frame, timeout):
@@ -291,23 +297,32 @@ def _as_import_problem(problem: SubmissionProblem) -> SubmissionProblem:
 
 def _flood_problem() -> SubmissionProblem:
     return SubmissionProblem(Msg(
-        "输出过多：提交代码打印的内容超过上限，工作进程已终止。请删除调试用的 print。",
+        "输出过多：提交代码打印的内容超过上限，工作进程已终止。请删除调试用的 print()。",
         "Too much output: the submission printed more than allowed and was stopped. Remove debugging prints.",
     ), Status.OUTPUT_LIMIT)
 
 
-def _death_problem(exit_info: ExitInfo | None, during: str) -> SubmissionProblem:
-    how = exit_info.describe() if exit_info else "unknown"
+def _exit_description(exit_info: ExitInfo | None) -> Msg:
+    """How the worker ended: a signal's name (SIGSEGV) reads the same in both languages, an exit code does not."""
+    if exit_info is None:
+        return Msg("原因不明", "cause unknown")
+    if exit_info.signal is not None:
+        return Msg(exit_info.describe(), exit_info.describe())
+    return Msg(f"退出码 {exit_info.code}", f"exit code {exit_info.code}")
+
+
+def _death_problem(exit_info: ExitInfo | None, during: Msg) -> SubmissionProblem:
+    how = _exit_description(exit_info)
     if exit_info is not None and exit_info.oom_killed:
         return SubmissionProblem(Msg(
-            f"内存不足：{during}期间超出内存上限，进程被终止。请减小张量或批大小。",
-            f"Out of memory: the worker exceeded its memory limit during {during} and was killed. "
+            f"内存不足：{during.zh}期间超出内存上限，进程被终止。请减小张量或批大小。",
+            f"Out of memory: the worker exceeded its memory limit during {during.en} and was killed. "
             "Use smaller tensors or batches.",
         ), Status.OUT_OF_MEMORY)
     if exit_info is not None and exit_info.signal is None:
         return WorkerDied(Msg(
-            f"提交代码在{during}期间结束了进程（{how}）：不要调用 os._exit / sys.exit。",
-            f"The submission ended the process during {during} ({how}): do not call os._exit or exit.",
+            f"提交代码在{during.zh}期间结束了进程（{how.zh}）：不要调用 os._exit / sys.exit。",
+            f"The submission ended the process during {during.en} ({how.en}): do not call os._exit or exit.",
         ))
     if exit_info is not None and exit_info.signal == 24:  # SIGXCPU
         return SubmissionProblem(Msg("CPU 时间超出上限。", "CPU time limit exceeded."), Status.TIMED_OUT)
@@ -315,12 +330,12 @@ def _death_problem(exit_info: ExitInfo | None, during: str) -> SubmissionProblem
         return WorkerDied(Msg("写入的文件超过大小上限。", "A file written by the submission exceeded the size limit."))
     if exit_info is not None and exit_info.signal == 9:
         return WorkerDied(Msg(
-            f"进程在{during}期间被强制终止（SIGKILL），通常是内存不足或进程数超限。",
-            f"The process was killed (SIGKILL) during {during}: usually out of memory or too many processes.",
+            f"进程在{during.zh}期间被强制终止（SIGKILL），通常是内存不足或进程数超限。",
+            f"The process was killed (SIGKILL) during {during.en}: usually out of memory or too many processes.",
         ))
     return WorkerDied(Msg(
-        f"工作进程在{during}期间崩溃（{how}）。",
-        f"The worker crashed during {during} ({how}).",
+        f"工作进程在{during.zh}期间崩溃（{how.zh}）。",
+        f"The worker crashed during {during.en} ({how.en}).",
     ))
 
 

@@ -118,7 +118,7 @@ def assert_speed(result: SpeedComparison, factor: float, what: str, hint: Msg | 
         ms_s = 1000 * statistics.median(result.student_s)
         ms_r = 1000 * statistics.median(result.reference_s)
         message = Msg(
-            f"{what} 比参考实现慢 {ratio:.1f} 倍（中位数 {ms_s:.1f} ms 对 {ms_r:.1f} ms，允许 {factor:g} 倍）。"
+            f"{what} 比参考实现慢 {ratio:.1f} 倍（中位数 {ms_s:.1f} 毫秒对 {ms_r:.1f} 毫秒，允许 {factor:g} 倍）。"
             "请使用向量化的张量运算代替 Python 循环。",
             f"{what} is {ratio:.1f}x slower than the reference (median {ms_s:.1f} ms vs {ms_r:.1f} ms, "
             f"allowed {factor:g}x). Use vectorised tensor operations instead of Python loops.",

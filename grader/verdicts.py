@@ -28,11 +28,17 @@ class Status(str, Enum):
 
 
 class CheckFailed(AssertionError):
-    """A check in a test found the submission's result wrong."""
+    """A check in a test found the submission's result wrong.
 
-    def __init__(self, message: Msg) -> None:
+    ``message`` is the whole observation (the call, expected and actual values); ``summary``, when
+    the check can give one, says the symptom and hint without any input or expected value, which
+    is all a student may see of a hidden test.
+    """
+
+    def __init__(self, message: Msg, summary: Msg | None = None) -> None:
         super().__init__(str(message))
         self.message = message
+        self.summary = summary
 
 
 class SubmissionProblem(Exception):
@@ -40,9 +46,10 @@ class SubmissionProblem(Exception):
 
     status: Status = Status.ERROR
 
-    def __init__(self, message: Msg, status: Status | None = None) -> None:
+    def __init__(self, message: Msg, status: Status | None = None, summary: Msg | None = None) -> None:
         super().__init__(str(message))
         self.message = message
+        self.summary = summary  # None: the status alone is what a student may see of a hidden test
         if status is not None:
             self.status = status
 

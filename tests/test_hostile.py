@@ -23,9 +23,8 @@ from typing import Callable
 import pytest
 from support import COURSE, ROOT, write_zip
 
-from grader.ingest import ArchiveRejected
 from grader.pipeline import grade_submission
-from grader.report import Report
+from grader.report import Report, validate_report
 from grader.sandbox import SandboxUnavailable, get_sandbox
 
 pytestmark = pytest.mark.slow
@@ -458,9 +457,10 @@ def test_hostile_submission(case_name: str, backend: str, tmp_path: Path, listen
         zip_path = write_zip(tmp_path / "hostile.zip", files)
 
     if case.rejected:
-        with pytest.raises(ArchiveRejected) as rejected:
-            _grade(zip_path, backend, case.keyword)
-        assert rejected.value.message.en and "\n" not in rejected.value.message.en
+        report, _ = _grade(zip_path, backend, case.keyword)
+        assert report.status == "refused" and report.score == 0 and report.max_score > 0
+        assert report.refusal is not None and report.refusal.en and "\n" not in report.refusal.en
+        validate_report(report.to_json())
     else:
         report, elapsed = _grade(zip_path, backend, f"({case.keyword}) or {CLEAN_TEST}")
         assert elapsed < DEADLINE_S

@@ -104,20 +104,23 @@ def test_existing_empty_dest_is_fine_and_non_empty_dest_is_refused(tmp_path: Pat
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
 
 
-def test_non_exercise_entries_are_ignored_not_extracted(tmp_path: Path) -> None:
+def test_non_exercise_entries_are_ignored_or_refused_not_extracted(tmp_path: Path) -> None:
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w") as zf:
         zf.writestr("exercises/ex09_inner.py", GOOD)
-    others = ["exercises/torch.py", "sitecustomize.py", "exercises/conftest.py", "x.pth",
-              "exercises/README.md", "exercises/__pycache__/ex01_a.cpython-311.pyc",
-              "exercises/nested.zip", "exercises/sub/ex03_deep.py", "exercises/ex4_short.py",
-              "exercises/ex05_Upper.py", "exercises/ex\u0660\u0661_arabic_digits.py"]
+    ignored = ["exercises/README.md", "exercises/__pycache__/ex01_a.cpython-311.pyc", "exercises/nested.zip",
+               "a/b/c/d/ex03_deep.py", "exercises/ex4_short.py", "exercises/ex05_Upper.py",
+               "exercises/ex\u0660\u0661_arabic_digits.py"]
+    refused = ["exercises/torch.py", "exercises/sitecustomize.py", "exercises/conftest.py", "x.pth"]
+    others = ["sitecustomize.py"]  # not beside the exercises: ignored, never importable
     entries = [("exercises/ex01_a.py", GOOD)]
-    entries += [(n, inner.getvalue() if n.endswith(".zip") else b"import os\n") for n in others]
+    entries += [(n, inner.getvalue() if n.endswith(".zip") else b"import os\n") for n in ignored + refused + others]
     dest = tmp_path / "out"
     sub = extract_submission(make_zip(tmp_path / "s.zip", entries), dest)
     assert list(sub.modules) == ["ex01_a"]
-    assert sub.ignored == others
+    assert sorted(f.path for f in sub.listed("ignored")) == sorted(ignored + others)
+    assert sorted(f.path for f in sub.listed("refused")) == sorted(refused)
+    assert all(f.reason.zh and f.reason.en for f in sub.files)
     assert sorted(p.relative_to(dest).as_posix() for p in files_under(dest)) == [
         "exercises", "exercises/ex01_a.py"]
 
@@ -184,11 +187,18 @@ def test_escaping_paths(tmp_path: Path, name: str) -> None:
     assert not (tmp_path / "evil.py").exists() and not (tmp_path / "x.py").exists()
 
 
-@pytest.mark.parametrize("name", ["exercises\\ex01_a.py", "C:\\x.py", "\\\\server\\x.py",
-                                  "..\\evil.py"])
-def test_backslash_names(tmp_path: Path, name: str) -> None:
+def test_backslash_names_are_folders(tmp_path: Path) -> None:
+    """PowerShell's Compress-Archive writes ``\\`` between folders: they are normalised to ``/``."""
+    zpath = make_zip(tmp_path / "s.zip", [("hw1\\exercises\\ex01_a.py", GOOD)])
+    sub = extract_submission(zpath, tmp_path / "out")
+    assert list(sub.modules) == ["ex01_a"] and sub.files[0].path == "hw1/exercises/ex01_a.py"
+
+
+@pytest.mark.parametrize("name,word", [("C:\\x.py", "absolute"), ("\\\\server\\x.py", "absolute"),
+                                       ("..\\evil.py", "'..'")])
+def test_backslash_names_that_escape(tmp_path: Path, name: str, word: str) -> None:
     zpath = make_zip(tmp_path / "s.zip", [("exercises/ex02_b.py", GOOD), (name, GOOD)])
-    assert_rejected(zpath, tmp_path / "out", "backslash", entry=name)
+    assert_rejected(zpath, tmp_path / "out", word, entry=name)
 
 
 # --- entry kinds -----------------------------------------------------------------------------
@@ -242,8 +252,15 @@ def test_case_collision(tmp_path: Path, other: str) -> None:
 
 
 def test_same_exercise_in_two_places(tmp_path: Path) -> None:
-    zpath = make_zip(tmp_path / "s.zip", [("exercises/ex01_a.py", GOOD), ("ex01_a.py", GOOD)])
-    assert_rejected(zpath, tmp_path / "out", "twice", repr("exercises/ex01_a.py"), entry="ex01_a.py")
+    """Identical copies: one is graded. Different copies: the one in exercises/ is graded."""
+    same = extract_submission(make_zip(tmp_path / "a.zip", [("exercises/ex01_a.py", GOOD), ("ex01_a.py", GOOD)]),
+                              tmp_path / "a")
+    assert [f.path for f in same.listed("graded")] == ["ex01_a.py"]
+    assert "same content" in same.listed("ignored")[0].reason.en
+    other = extract_submission(make_zip(tmp_path / "b.zip", [("exercises/ex01_a.py", GOOD), ("old/ex01_a.py", b"x = 1\n")]),
+                               tmp_path / "b")
+    assert [f.path for f in other.listed("graded")] == ["exercises/ex01_a.py"]
+    assert other.modules["ex01_a"].read_bytes() == GOOD
 
 
 # --- sizes and counts ------------------------------------------------------------------------
@@ -334,11 +351,23 @@ def test_streaming_count_enforces_total(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize("data", [b"x = '\xff\xfe'\n", "x = 'é'\n".encode("latin-1"),
                                   b"".join(b"v%d = %d\n" % (i, i * 7919) for i in range(20_000)) + b"\xe4\xb8"],
                          ids=["invalid-bytes", "latin-1", "truncated-at-end"])
-def test_non_utf8_exercise(tmp_path: Path, data: bytes) -> None:
+def test_unreadable_exercise_fails_only_itself(tmp_path: Path, data: bytes) -> None:
     zpath = make_zip(tmp_path / "s.zip", [("exercises/ex01_a.py", GOOD),
                                           ("exercises/ex02_b.py", data)])
-    exc = assert_rejected(zpath, tmp_path / "out", entry="exercises/ex02_b.py")
-    assert "UTF-8" in exc.message.en
+    sub = extract_submission(zpath, tmp_path / "out")
+    assert list(sub.modules) == ["ex01_a"]
+    refused = sub.listed("refused")
+    assert [f.path for f in refused] == ["exercises/ex02_b.py"] and "UTF-8" in refused[0].reason.en
+    assert "coding" in sub.problems["ex02_b"].en and "编码" in sub.problems["ex02_b"].zh
+    assert not (tmp_path / "out" / "exercises" / "ex02_b.py").exists()
+
+
+def test_declared_encodings_and_bom_are_read_as_python_does(tmp_path: Path) -> None:
+    gbk = "# -*- coding: gbk -*-\n# 张量\ndef f():\n    return '你好'\n".encode("gbk")
+    bom = b"\xef\xbb\xbf" + "def g():\r\n    return '好'\r\n".encode()
+    sub = extract_submission(make_zip(tmp_path / "s.zip", [("ex01_a.py", gbk), ("ex02_b.py", bom)]), tmp_path / "out")
+    assert list(sub.modules) == ["ex01_a", "ex02_b"] and not sub.problems
+    assert sub.modules["ex01_a"].read_bytes() == gbk  # Python reads it as it was written
 
 
 def test_utf8_with_chinese_is_fine(tmp_path: Path) -> None:
@@ -370,7 +399,7 @@ def test_pack_round_trip(tmp_path: Path, from_exercises_dir: bool) -> None:
     assert zipfile.ZipFile(out).namelist() == ["exercises/ex01_tensors.py",
                                                "exercises/ex02_autograd.py"]
     sub = extract_submission(out, tmp_path / "graded")
-    assert sub.ignored == []
+    assert sub.listed("ignored") == [] and sub.listed("refused") == []
     assert {f"{k}.py": p.read_bytes() for k, p in sub.modules.items()} == files
 
 

@@ -4,6 +4,7 @@ nothing, and bad input ends in a clear message instead of a crash."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from support import COURSE, ROOT, write_zip
 
+from grader.report import validate_report
+
 pytestmark = pytest.mark.slow
 
 STUB = (COURSE.exercises_dir / "ex01_tensors.py").read_text(encoding="utf-8")
@@ -19,11 +22,19 @@ REFERENCE = (COURSE.solutions_dir / "ex01_tensors.py").read_text(encoding="utf-8
 
 
 def grade(zip_path: Path, out: Path, *extra: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict]:
-    proc = subprocess.run([sys.executable, "-m", "grader", "run", str(zip_path), "--out", str(out), *extra],
+    proc = subprocess.run([sys.executable, "-m", "grader", "run", str(zip_path), "--out", str(out),
+                           "--course", str(ROOT), *extra],
                           capture_output=True, text=True, timeout=timeout, cwd=out.parent)
     report_path = out / "report.json"
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+    if report:
+        validate_report(report)  # every report a test writes follows the published schema
     return proc, report
+
+
+def full_text(test: dict, lang: str = "en") -> str:
+    """Everything the report says about a test (what an instructor sees)."""
+    return (test["detail"] or test["message"] or {}).get(lang, "")
 
 
 def results_of(report: dict, exercise: str) -> dict[str, dict]:
@@ -39,9 +50,9 @@ def reference_zip(tmp_path: Path) -> Path:
 def test_references_score_full(tmp_path: Path) -> None:
     proc, report = grade(reference_zip(tmp_path), tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
-    assert report["schema_version"] == "1.0"
+    assert report["schema_version"] == "2.0" and report["status"] == "graded"
     assert report["max_score"] > 0 and report["score"] == report["max_score"], [
-        (t["name"], t["message"]) for e in report["exercises"] for t in e["tests"] if t["status"] != "passed"]
+        (t["name"], full_text(t)) for e in report["exercises"] for t in e["tests"] if t["status"] != "passed"]
     assert {e["id"] for e in report["exercises"]} == {s.id for s in COURSE.exercises()}
     assert "Total" in proc.stdout
 
@@ -53,7 +64,7 @@ def test_stubs_score_zero_with_not_implemented(tmp_path: Path) -> None:
     assert report["score"] == 0 and report["max_score"] > 0
     statuses = {t["status"] for e in report["exercises"] for t in e["tests"]}
     assert statuses == {"not_implemented"}
-    messages = {t["message"] for e in report["exercises"] for t in e["tests"]}
+    messages = {full_text(t) for e in report["exercises"] for t in e["tests"]}
     assert all("Not implemented" in m for m in messages)
 
 
@@ -108,9 +119,9 @@ def test_exit_inside_functions_fails_those_tests_only(tmp_path: Path) -> None:
     tests = results_of(report, "ex01_tensors")
     for name, test in tests.items():
         if "standardize" in name:
-            assert test["status"] == "error" and "exit" in test["message"], test
+            assert test["status"] == "error" and "exit" in full_text(test), test
         elif "pairwise" in name:
-            assert test["status"] == "crashed" and "os._exit" in test["message"], test
+            assert test["status"] == "crashed" and "os._exit" in full_text(test), test
         else:
             assert test["status"] == "passed", test  # a fresh child took over and grading went on
     assert report["sandbox"]["worker_restarts"] == 0  # only the forked child died, not the sandbox
@@ -122,7 +133,7 @@ def test_syntax_error_is_an_import_error(tmp_path: Path) -> None:
                          tmp_path / "out", "-k", "ex01 and shape")
     assert proc.returncode == 0, proc.stderr
     tests = results_of(report, "ex01_tensors")
-    assert tests and all(t["status"] == "import_error" and "SyntaxError" in t["message"] for t in tests.values())
+    assert tests and all(t["status"] == "import_error" and "SyntaxError" in full_text(t) for t in tests.values())
     assert report["score"] == 0
 
 
@@ -136,9 +147,9 @@ def test_missing_function_hang_and_memory_bomb(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     tests = results_of(report, "ex01_tensors")
     assert tests["test_masked_mean_shape"]["status"] == "error"
-    assert "no function or class named 'masked_mean'" in tests["test_masked_mean_shape"]["message"]
+    assert "no function or class named 'masked_mean'" in full_text(tests["test_masked_mean_shape"])
     assert tests["test_pairwise_shape"]["status"] == "timed_out"
-    assert "Timed out" in tests["test_pairwise_shape"]["message"]
+    assert "Timed out" in full_text(tests["test_pairwise_shape"])
     assert tests["test_standardize_zero_mean_unit_variance"]["status"] == "out_of_memory"
     assert tests["test_patchify_shape"]["status"] == "passed"
 
@@ -163,9 +174,13 @@ def test_unusable_archives_are_refused_in_one_line(case: str, tmp_path: Path) ->
         zipfile.ZipFile(path, "w").close()
     else:
         write_zip(path, {"../ex01_tensors.py": REFERENCE})
-    proc, report = grade(path, tmp_path / "out")
+    stale = tmp_path / "out" / "report.json"
+    stale.parent.mkdir()
+    stale.write_text('{"score": 30}')  # an older report in the folder must not survive
+    proc, report = grade(path, tmp_path / "out", "--student", "s001")
     assert proc.returncode == 2
-    assert report == {}
+    assert report["status"] == "refused" and report["score"] == 0 and report["max_score"] > 0
+    assert report["refusal"]["en"] and report["refusal"]["zh"] and report["submission"]["student"] == "s001"
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("grader: ")
 
@@ -175,8 +190,53 @@ def test_report_language_and_seed_replay(tmp_path: Path) -> None:
     proc, report = grade(zip_path, tmp_path / "zh", "--lang", "zh", "-k", "standardize_zero")
     assert proc.returncode == 0
     failing = [t for e in report["exercises"] for t in e["tests"] if t["status"] == "failed"]
-    assert failing and "总体方差" in failing[0]["message"]
+    assert failing and "总体方差" in failing[0]["message"]["zh"]
     _, replay = grade(zip_path, tmp_path / "again", "--lang", "zh", "-k", "standardize_zero",
                       "--seed-id", report["seed_id"])
     again = [t for e in replay["exercises"] for t in e["tests"] if t["status"] == "failed"]
-    assert again[0]["message"] == failing[0]["message"]  # same inputs, same numbers
+    assert again[0]["detail"] == failing[0]["detail"]  # same inputs, same numbers
+
+
+def test_report_records_the_submission(tmp_path: Path) -> None:
+    import hashlib
+
+    zip_path = ROOT / "examples" / "submission.zip"
+    proc, report = grade(zip_path, tmp_path / "out", "-k", "patchify_shape", "--student", "2024-0042")
+    assert proc.returncode == 0, proc.stderr
+    record = report["submission"]
+    assert record["file"] == "submission.zip" and record["student"] == "2024-0042"
+    assert record["sha256"] == hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    assert [f["used_as"] for f in record["files"]["graded"]] == ["ex01_tensors.py", "ex02_autograd.py", "ex03_modules.py"]
+    assert report["started_at"] <= report["finished_at"] and report["tool_version"] and report["seed_id"]
+
+
+def test_a_keyword_that_selects_nothing_is_an_error(tmp_path: Path) -> None:
+    proc, report = grade(ROOT / "examples" / "submission.zip", tmp_path / "out", "-k", "no_such_test_anywhere")
+    assert proc.returncode == 2 and report == {}
+    assert "no test matches" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_students_never_see_a_hidden_tests_inputs_or_expected_values(tmp_path: Path) -> None:
+    """The example's mistakes fail hidden tests whose details hold inputs and expected values: the
+    student summary shows none of them, the instructor summary shows them all."""
+    zip_path = ROOT / "examples" / "submission.zip"
+    proc, report = grade(zip_path, tmp_path / "student", "-k", "standardize or fit_line or mlp")
+    hidden = [t for e in report["exercises"] for t in e["tests"]
+              if t["visibility"] == "hidden" and t["status"] != "passed" and t["detail"]]
+    assert len(hidden) >= 5
+    student_out = " ".join(proc.stdout.split())  # rich wraps long lines
+    numbers = set()
+    for test in hidden:
+        for lang in ("en", "zh"):
+            numbers |= set(re.findall(r"-?\d+\.\d{2,}|\(\d+, \d+\)|\[\d+, \d+\]", test["detail"][lang]))
+            assert test["detail"][lang] not in proc.stdout
+    shown = " ".join(full_text(t, lang) for e in report["exercises"] for t in e["tests"] for lang in ("en", "zh")
+                     if t["visibility"] == "public")
+    numbers = {n for n in numbers if n not in shown}  # tolerances and the like also appear in public tests
+    assert numbers
+    leaked = [n for n in numbers if n in student_out]
+    assert not leaked, leaked
+    instructor = subprocess.run([sys.executable, "-m", "grader", "run", str(zip_path), "--out", str(tmp_path / "i"),
+                                 "--course", str(ROOT), "--audience", "instructor", "--seed-id", report["seed_id"],
+                                 "-k", "standardize or fit_line or mlp"], capture_output=True, text=True, timeout=600)
+    assert any(n in " ".join(instructor.stdout.split()) for n in numbers)

@@ -17,7 +17,7 @@ import tomli_w
 
 from grader.catalog import Course
 from grader.kit.common import ExportError, ExportResult, fresh_target, render_template, write_course_marker
-from grader.kit.inventory import CollectedTest, collect_tests
+from grader.inventory import CollectedTest, collect_tests
 from grader.kit.leaks import course_secrets, find_leaks
 from grader.kit.strip import probe_calls, probe_names, probes_only, public_tests_only
 from grader.kit.wheel import build_tool_wheel
@@ -73,7 +73,10 @@ def export_student_kit(course: Course, target: Path, *, make_zip: bool = False) 
 
 def _build(course: Course, target: Path, make_zip: bool) -> ExportResult:
     result = ExportResult(target, "student")
-    tests = collect_tests(course)
+    try:
+        tests = collect_tests(course)
+    except RuntimeError as exc:
+        raise ExportError(str(exc)) from None
     specs = course.exercises()
     problems = [p for spec in specs
                 for p in stub_problems((course.exercises_dir / f"{spec.id}.py").read_text(encoding="utf-8"), f"{spec.id}.py")]

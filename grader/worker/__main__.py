@@ -69,6 +69,10 @@ class ModuleHost:
 
     def __init__(self, directory: str) -> None:
         self.directory = os.path.abspath(directory)
+        # The student's helper modules (my_utils.py) beside the exercises: importable, but after
+        # every library, so a helper can never shadow torch or the worker itself.
+        if self.directory not in sys.path:
+            sys.path.append(self.directory)
         self._modules: dict[str, ModuleType] = {}
         self._failures: dict[str, BaseException] = {}
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from grader.catalog import Course
-from grader.kit.common import ExportError
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,6 @@ def collect_tests(course: Course) -> list[CollectedTest]:
     code = pytest.main([str(autotests), "--collect-only", *pytest_arguments(course), "--course", str(course.root)],
                        plugins=[collector])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-        raise ExportError(f"collecting the tests of {course.root} failed (pytest exit {int(code)}): "
+        raise RuntimeError(f"collecting the tests of {course.root} failed (pytest exit {int(code)}): "
                            f"run `pytest {Path(autotests)} --collect-only` to see why")
     return collector.tests
