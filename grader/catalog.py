@@ -67,7 +67,11 @@ COURSE_KINDS = ("source", "student", "autograder")
 
 
 class CourseNotFound(RuntimeError):
-    """No course folder here; the message says how to point the grader at one."""
+    """No course folder here; ``message`` says how to point the grader at one, in both languages."""
+
+    def __init__(self, message: Msg | str) -> None:
+        self.message = message if isinstance(message, Msg) else Msg(message, message)
+        super().__init__(self.message.en)
 
 
 @dataclass(frozen=True)
@@ -151,8 +155,8 @@ def find_course(explicit: Path | None = None, start: Path | None = None) -> Cour
     if explicit is not None:
         folder = Path(explicit).resolve()
         if not (folder / COURSE_MARKER).is_file():
-            raise CourseNotFound(f"{folder} is not a course folder: it has no {COURSE_MARKER} / "
-                                 f"该文件夹不是课程文件夹（缺少 {COURSE_MARKER}）")
+            raise CourseNotFound(Msg(f"{folder} 不是课程文件夹（缺少 {COURSE_MARKER}）",
+                                     f"{folder} is not a course folder: it has no {COURSE_MARKER}"))
         return Course.load(folder)
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
@@ -161,6 +165,7 @@ def find_course(explicit: Path | None = None, start: Path | None = None) -> Cour
                 return Course.load(folder)
         except PermissionError:
             continue  # a folder this user may not look into holds no course of theirs
-    raise CourseNotFound(
+    raise CourseNotFound(Msg(
+        f"{here} 及其上级文件夹中都没有 {COURSE_MARKER}：请在课程文件夹内运行，或用 --course 指定课程文件夹",
         f"no {COURSE_MARKER} in {here} or any folder above it: run the command inside your course folder "
-        f"or pass --course DIR / 当前文件夹及其上级都没有 {COURSE_MARKER}：请在课程文件夹内运行，或使用 --course 指定")
+        "or pass --course DIR"))

@@ -30,14 +30,16 @@ COURSE_OPTION = typer.Option(None, "--course", help="the course folder (default:
 HOST_FAULT_EXIT = 3
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str | Msg, code: int = 2, lang: Lang = "en") -> typer.Exit:
     """Print a one-line reason (no traceback, no wrapping) and return the exit to raise."""
-    print(f"grader: {message}", file=sys.stderr)
+    text = message.render(lang) if isinstance(message, Msg) else message
+    print(f"grader: {text}", file=sys.stderr)
     return typer.Exit(code)
 
 
-def host_fault(fault: HostFault) -> typer.Exit:
-    return fail(f"host problem, nobody was graded / 评测主机故障，未评分: {fault}", HOST_FAULT_EXIT)
+def host_fault(fault: HostFault, lang: Lang = "en") -> typer.Exit:
+    return fail(Msg(f"评测主机故障，未评任何提交：{fault}", f"host problem, nobody was graded: {fault}"),
+                HOST_FAULT_EXIT, lang)
 
 
 def _lang(value: str) -> Lang:
@@ -52,11 +54,11 @@ def _audience(value: str) -> str:
     return value
 
 
-def _course(course_dir: Optional[Path]) -> Course:
+def _course(course_dir: Optional[Path], lang: Lang = "en") -> Course:
     try:
         return find_course(course_dir)
     except CourseNotFound as missing:
-        raise fail(str(missing)) from None
+        raise fail(missing.message, lang=lang) from None
 
 
 def _progress():  # noqa: ANN202 - returns a callback
@@ -106,14 +108,14 @@ def run(
 
     language = _lang(lang)
     viewer = _audience(audience)
-    course = _course(course_dir)
+    course = _course(course_dir, language)
     clear_report(out)  # whatever happens next, an older report in this folder is not left standing
     if not submission.is_file():
-        raise fail(f"{submission} is not a file / 找不到文件")
+        raise fail(Msg(f"找不到文件 {submission}", f"{submission} is not a file"), lang=language)
     try:
         backend = resolve_auto() if sandbox == "auto" else sandbox
     except SandboxUnavailable as unavailable:
-        raise host_fault(HostFault(str(unavailable))) from None
+        raise host_fault(HostFault(str(unavailable)), language) from None
     console.print(Msg(f"评测 {submission}：课程 {course.describe()}，沙箱 {backend} …",
                       f"grading {submission} with {course.describe()} in the {backend} sandbox …").render(language),
                   highlight=False, soft_wrap=True)
@@ -121,19 +123,20 @@ def run(
         report = grade_submission(submission, course, sandbox=backend, lang=language, seed_id=seed_id,
                                   keyword=keyword, gpus=gpus, student=student, on_result=_progress())
     except HostFault as fault:
-        raise host_fault(fault) from None
+        raise host_fault(fault, language) from None
     except NothingSelected as nothing:
-        raise fail(str(nothing)) from None
+        raise fail(nothing.message, lang=language) from None
     console.print()
     path = report.write(out)
     if report.refusal is not None:
         console.print(f"{Msg('报告', 'report').render(language)}: {path}", highlight=False, soft_wrap=True)
-        raise fail(report.refusal.render(language))
+        raise fail(report.refusal, lang=language)
     print_report(report, console, audience=viewer)
     console.print(f"{Msg('报告', 'report').render(language)}: {path}", highlight=False, soft_wrap=True)
     if not report.complete:
-        raise fail("some tests could not run on this host; the report is marked incomplete "
-                   "(see not_run in report.json)", HOST_FAULT_EXIT)
+        raise fail(Msg("有些测试无法在此主机上运行，报告已标记为不完整（见 report.json 中的 not_run）",
+                       "some tests could not run on this host; the report is marked incomplete "
+                       "(see not_run in report.json)"), HOST_FAULT_EXIT, language)
 
 
 @app.command()
@@ -154,7 +157,7 @@ def check(
     from grader.summary import print_check_scope, print_report
 
     language = _lang(lang)
-    course = _course(course_dir)
+    course = _course(course_dir, language)
     try:
         exercises = [course.resolve(exercise)] if exercise else None
     except KeyError as unknown:
@@ -169,11 +172,12 @@ def check(
         check_host(run, references=False)
         run_autotests(run, markexpr="public", keyword=keyword, exercises=exercises)
         if not run.results:
-            raise fail(f"no public test matches -k {keyword!r} / 没有公开测试匹配 -k {keyword!r}" if keyword
-                       else "this course has no public tests / 该课程没有公开测试")
+            raise fail(Msg(f"没有公开测试匹配 -k {keyword!r}", f"no public test matches -k {keyword!r}") if keyword
+                       else Msg("该课程没有公开测试", "this course has no public tests"), lang=language)
         report = build_report(run, None, started)
     except (HostFault, SandboxUnavailable) as fault:
-        raise fail(f"the checker cannot run on this computer / 无法在本机运行检查: {fault}", HOST_FAULT_EXIT) from None
+        raise fail(Msg(f"无法在本机运行检查：{fault}", f"the checker cannot run on this computer: {fault}"),
+                   HOST_FAULT_EXIT, language) from None
     finally:
         run.close()
     console.print()
@@ -193,13 +197,13 @@ def pack(
 ) -> None:
     """Build submission.zip from your exercise files."""
     language = _lang(lang)
-    course = _course(course_dir)
+    course = _course(course_dir, language)
     modules = _exercise_folder(course, folder)
     _show_folder(course, modules, exercise_files(modules) + helper_files(modules), language)
     try:
         path = pack_directory(modules, output or course.root / "submission.zip")
     except ArchiveRejected as rejected:
-        raise fail(rejected.message.render(language)) from None
+        raise fail(rejected.message, lang=language) from None
     console.print(f"{Msg('已写入', 'wrote').render(language)} {path.resolve()}", highlight=False, soft_wrap=True)
 
 

@@ -61,6 +61,10 @@ def run_autotests(run: GradingRun, *, markexpr: str = "", keyword: str = "",
 class NothingSelected(ValueError):
     """``-k`` (or an empty course) selected no test: a usage error, not a score of 0/0."""
 
+    def __init__(self, message: Msg) -> None:
+        super().__init__(message.en)
+        self.message = message
+
 
 HASH_LIMIT_BYTES = 1 << 30  # a file this large is refused by intake anyway; do not spend minutes hashing it
 
@@ -199,7 +203,8 @@ def grade_submission(
                 raise HostFault(str(unavailable)) from None
             run_autotests(run, keyword=keyword)
             if not run.results:
-                raise NothingSelected(f"no test matches -k {keyword!r}" if keyword else "the course has no tests")
+                raise NothingSelected(Msg(f"没有测试匹配 -k {keyword!r}", f"no test matches -k {keyword!r}") if keyword
+                                      else Msg("该课程没有测试", "the course has no tests"))
             return build_report(run, submission, started, manifest, submission_record(zip_path, student, submission),
                                 started_at)
         finally:

@@ -396,11 +396,12 @@ def test_pack_round_trip(tmp_path: Path, from_exercises_dir: bool) -> None:
     source = tmp_path / "work" / "exercises" if from_exercises_dir else tmp_path / "work"
     out = tmp_path / "dist" / "submission.zip"
     assert pack_directory(source, out) == out
-    assert zipfile.ZipFile(out).namelist() == ["exercises/ex01_tensors.py",
-                                               "exercises/ex02_autograd.py"]
+    assert zipfile.ZipFile(out).namelist() == ["exercises/ex01_tensors.py", "exercises/ex02_autograd.py",
+                                               "exercises/helper.py"]  # the student's helper module too
     sub = extract_submission(out, tmp_path / "graded")
     assert sub.listed("ignored") == [] and sub.listed("refused") == []
     assert {f"{k}.py": p.read_bytes() for k, p in sub.modules.items()} == files
+    assert (sub.exercises_dir / "helper.py").read_text() == "pass\n"
 
 
 def test_pack_is_deterministic(tmp_path: Path) -> None:
