@@ -134,6 +134,22 @@ def worker_environment(home: str, gpus: str | None, tmpdir: str | None = None) -
     return env
 
 
+@dataclass(frozen=True)
+class WorkerFolders:
+    scratch: Path  # removed when the worker is killed
+    lib: Path  # the staged worker package and the course's probes
+    home: Path  # the worker's empty working folder and HOME
+
+
+def prepare_worker_folders(prefix: str, probes_dir: Path | None) -> WorkerFolders:
+    """A fresh scratch folder with the worker code staged in it and an empty home."""
+    scratch = make_scratch(prefix)
+    lib = stage_worker_package(scratch / "lib", probes_dir)
+    home = scratch / "home"
+    home.mkdir()
+    return WorkerFolders(scratch, lib, home)
+
+
 def host_python() -> str:
     return sys.executable
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.sandbox.base import (
-    ExitInfo, WorkerLaunch, host_python, make_scratch, stage_worker_package, worker_command, worker_environment,
+    ExitInfo, WorkerLaunch, host_python, prepare_worker_folders, worker_command, worker_environment,
 )
 
 
@@ -93,15 +93,12 @@ class LocalSandbox:
         self.probes_dir = probes_dir
 
     def start(self, launch: WorkerLaunch) -> SubprocessWorker:
-        scratch = make_scratch("grader-check-")
-        lib = stage_worker_package(scratch / "lib", self.probes_dir)
-        home = scratch / "home"
-        home.mkdir()
-        env = {**worker_environment(str(home), launch.gpus), **_platform_environment()}
-        command = worker_command(host_python(), str(lib), str(launch.modules_dir), forking=False)
+        folders = prepare_worker_folders("grader-check-", self.probes_dir)
+        env = {**worker_environment(str(folders.home), launch.gpus), **_platform_environment()}
+        command = worker_command(host_python(), str(folders.lib), str(launch.modules_dir), forking=False)
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=home, env=env, close_fds=True, **new_session_options())
-        return SubprocessWorker(proc, scratch, abortable=False)
+                                cwd=folders.home, env=env, close_fds=True, **new_session_options())
+        return SubprocessWorker(proc, folders.scratch, abortable=False)
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "isolated": self.isolated}

@@ -14,8 +14,7 @@ import subprocess
 from pathlib import Path
 
 from grader.sandbox.base import (
-    Limits, WorkerLaunch, host_python, make_scratch, stage_worker_package, worker_command,
-    worker_environment,
+    Limits, WorkerLaunch, host_python, prepare_worker_folders, worker_command, worker_environment,
 )
 from grader.sandbox.cgroup import WorkerCgroup
 from grader.sandbox.local import SubprocessWorker
@@ -90,13 +89,10 @@ class ProcessSandbox:
         self.probes_dir = probes_dir
 
     def start(self, launch: WorkerLaunch) -> SubprocessWorker:
-        scratch = make_scratch("grader-worker-")
-        lib = stage_worker_package(scratch / "lib", self.probes_dir)
-        home = scratch / "home"
-        home.mkdir()
-        command = worker_command(host_python(), str(lib), str(launch.modules_dir))
-        return spawn(command, cwd=home, env=worker_environment(str(home), launch.gpus), limits=launch.limits,
-                     scratch=scratch)
+        folders = prepare_worker_folders("grader-worker-", self.probes_dir)
+        command = worker_command(host_python(), str(folders.lib), str(launch.modules_dir))
+        return spawn(command, cwd=folders.home, env=worker_environment(str(folders.home), launch.gpus),
+                     limits=launch.limits, scratch=folders.scratch)
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "isolated": self.isolated}
