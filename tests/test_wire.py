@@ -67,3 +67,35 @@ def test_oversized_and_truncated_frames() -> None:
         wire.read_frame(io.BytesIO(struct.pack("<I", wire.MAX_HEADER_BYTES + 1)))
     with pytest.raises(wire.ChannelClosed):
         wire.read_frame(io.BytesIO(b"\x05\x00"))
+
+
+def test_tensor_subclasses_are_refused() -> None:
+    """A subclass answers questions about itself (``__torch_function__``): it cannot cross."""
+    class Liar(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    liar = torch.zeros(3).as_subclass(Liar)
+    with pytest.raises(wire.UnsupportedValue, match="subclass"):
+        wire.encode_frame({"value": liar})
+    wire.encode_frame({"value": torch.nn.Parameter(torch.zeros(2))})  # parameters are plain tensors
+
+
+def test_facts_come_from_the_tensor_not_from_patched_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
+    detached = torch.zeros(3)
+    monkeypatch.setattr(torch.Tensor, "requires_grad", property(lambda self: True))
+    monkeypatch.setattr(torch.Tensor, "clone", lambda self, *a, **k: torch.ones(3))
+    decoded = wire.roundtrip({"value": detached})["value"]
+    assert wire.tensor_facts(decoded).requires_grad is False
+    assert torch.equal(decoded, torch.zeros(3))
+
+
+def test_a_result_without_values_fails_the_value_check() -> None:
+    from grader import checks
+    from grader.verdicts import CheckFailed
+
+    meta = wire.roundtrip({"value": torch.empty(2, 3, device="meta")})["value"]
+    with pytest.raises(CheckFailed, match="meta device"):
+        checks.assert_close(meta, torch.zeros(2, 3), "f(x)")
+    checks.assert_close(meta, torch.empty(2, 3, device="meta"), "f(x, device='meta')")  # asked for: shape only

@@ -59,13 +59,23 @@ class TensorFacts:
 
 _FACTS_ATTR = "_grader_facts"
 
+# Read a tensor through the C base class, whose attributes student code cannot replace (it can
+# replace ``torch.Tensor.requires_grad`` or ``torch.Tensor.clone``). Taken when the worker starts,
+# before any student module is imported: defence in depth, since code in the same process can
+# still reach this module; verdicts rest on data the grader checks, not on these facts.
+_BASE = torch._C.TensorBase
+_device, _requires_grad = _BASE.device.__get__, _BASE.requires_grad.__get__
+_grad_fn, _is_leaf = _BASE.grad_fn.__get__, _BASE.is_leaf.__get__
+_detach, _to, _contiguous, _clone = _BASE.detach, _BASE.to, _BASE.contiguous, _BASE.clone
+PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+
 
 def tensor_facts(t: torch.Tensor) -> TensorFacts:
     """Facts of a tensor as it was where it was made (the worker for decoded tensors)."""
     facts = getattr(t, _FACTS_ATTR, None)
     if facts is not None:
         return facts
-    return TensorFacts(str(t.device), bool(t.requires_grad), t.grad_fn is not None, bool(t.is_leaf))
+    return TensorFacts(str(_device(t)), bool(_requires_grad(t)), _grad_fn(t) is not None, bool(_is_leaf(t)))
 
 
 class UnsupportedValue(TypeError):
@@ -80,6 +90,11 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else {"__float__": repr(value)}
     if isinstance(value, torch.Tensor):
+        if type(value) not in PLAIN_TENSOR_TYPES:
+            # A subclass can answer every question about itself (``__torch_function__``): only the
+            # plain type's data is taken at its word.
+            raise UnsupportedValue(f"a {type(value).__name__} (a subclass of torch.Tensor) cannot be graded: "
+                                   "return a plain torch.Tensor")
         facts = tensor_facts(value)
         key = f"t{len(tensors)}"
         entry = {
@@ -90,10 +105,10 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         }
         if entry["dtype"] not in _DTYPES:
             raise UnsupportedValue(f"tensor dtype {value.dtype} is not supported")
-        if value.device.type == "meta":
+        if _device(value).type == "meta":
             entry["__tensor__"] = None
         else:
-            tensors[key] = value.detach().to("cpu").contiguous().clone()
+            tensors[key] = _clone(_contiguous(_to(_detach(value), "cpu")))
         return entry
     if isinstance(value, np.ndarray):
         if value.dtype == object:
