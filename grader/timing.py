@@ -74,13 +74,17 @@ def compare_generated_speed(
     rounds: int = 7,
     repeats: int = 10,
     kwargs: dict[str, Any] | None = None,
-    rel_tol: float = 1e-4,
+    rel_tol: float = 1e-3,
 ) -> SpeedComparison:
     """Speed of ``name`` on inputs generated inside each worker (see the ``repeat_generated`` probe).
 
     ``args`` describe the inputs (``{"randn": shape}`` …) rather than carry them, so each round
     costs one small request and ``repeats`` calls of real work. The outputs are compared through
-    a random projection the reference computes the same way.
+    a random projection the reference computes the same way. The comparison is a gate, not the
+    value check (the accuracy tests judge values): close enough that the timed code does the
+    real work (a fast wrong answer earns no speed point), loose enough that one small numerical
+    mistake (a sample instead of a population variance: about 2e-4 here) costs only the tests
+    about it, not the speed point too.
     """
     import torch
 
