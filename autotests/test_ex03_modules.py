@@ -27,7 +27,7 @@ REGISTER = Msg("子层没有注册，模型的参数偏少或为 0：请把层�
 FLATTEN = Msg("批大小被改变了：请用 x.flatten(1)（或 x.reshape(x.size(0), -1)）从第 1 维展平，不要用 x.view(-1, in_dim)",
               "The batch size changed: flatten from dimension 1 with x.flatten(1) (or x.reshape(x.size(0), -1)), "
               "not x.view(-1, in_dim)")
-NON_CONTIGUOUS = Msg("不连续的输入（转置后的视图）上出错：view 需要连续内存，请用 x.flatten(1) 或 reshape",
+NON_CONTIGUOUS = Msg("不连续的输入（转置后的视图）上出错：view() 需要连续内存，请用 x.flatten(1) 或 reshape()",
                      "A non-contiguous input (a transposed view) failed: view needs contiguous memory, use x.flatten(1) "
                      "or reshape")
 ACT_AFTER_LAST = Msg("输出层后不应有激活或 Dropout：CrossEntropyLoss 需要原始 logits",
@@ -39,10 +39,13 @@ BN_MISSING = Msg("batch_norm=True 时每个隐藏层都需要一个 nn.BatchNorm
 DROPOUT_EVAL = Msg("eval 模式下输出应是确定的：请用 nn.Dropout（它跟随 model.eval()），不要用总是生效的 F.dropout(x, p)",
                    "In eval mode the output must be deterministic: use nn.Dropout (it follows model.eval()), not "
                    "F.dropout(x, p), which is always on")
-DROPOUT_TRAIN = Msg("train 模式下 dropout > 0 应生效：每个隐藏层后加 nn.Dropout(dropout)",
+DROPOUT_TRAIN = Msg("train 模式下 `dropout > 0` 应生效：每个隐藏层后加 nn.Dropout(dropout)",
                     "In train mode dropout > 0 must be active: add nn.Dropout(dropout) after each hidden ReLU")
-DETACHED = Msg("输出脱离了计算图（detach / .data / no_grad），参数得不到梯度",
+DETACHED = Msg("输出脱离了计算图（detach() / .data / no_grad()），参数得不到梯度",
                "The output is detached from the graph (detach, .data, no_grad), so no parameter gets a gradient")
+UNUSED = Msg("输出在计算图上，这个参数却没有得到梯度：forward() 没有用到它所在的层（或它的梯度恰好全为 0）",
+             "The output is on the graph, yet this parameter got no gradient: forward does not use its layer (or its "
+             "gradient is exactly zero)")
 
 BUFFERS = Msg("把缓冲区（BN 的 running_mean/running_var/num_batches_tracked）也算进参数了：请遍历 model.parameters()，"
               "不要用 state_dict()", "Buffers (BatchNorm's running_mean/running_var/num_batches_tracked) were counted as "
@@ -57,7 +60,7 @@ NUMEL = Msg("统计的是参数张量的个数而不是元素个数：请对 p.n
             "That is the number of parameter tensors, not of elements: sum p.numel()")
 INT_RESULT = Msg("请返回 Python int（对 p.numel() 求和得到的就是 int）", "Return a Python int (a sum of p.numel() is one)")
 
-DEFAULT_INIT = Msg("权重看起来仍是 PyTorch 的默认初始化：init_weights 没有初始化这一层（检查 isinstance 判断）",
+DEFAULT_INIT = Msg("权重看起来仍是 PyTorch 的默认初始化：init_weights 没有初始化这一层（检查 isinstance() 判断）",
                    "The weights still look like PyTorch's default initialisation: init_weights did not initialise this "
                    "layer (check the isinstance test)")
 UNIFORM_BOUND = Msg("有权重超出 Xavier 均匀分布的边界 ±sqrt(6/(fan_in+fan_out))：请用 nn.init.xavier_uniform_（均匀分布），"
@@ -68,7 +71,7 @@ FAN_OUT = Msg("Conv2d 权重的标准差符合 mode='fan_in'：请用 mode='fan_
 KAIMING_NORMAL = Msg("Conv2d 权重看起来是均匀分布：请用 nn.init.kaiming_normal_（正态分布）",
                      "The Conv2d weights look uniform: use nn.init.kaiming_normal_ (a normal distribution)")
 ZERO_BIAS = Msg("偏置应精确为 0（nn.init.zeros_）", "Biases must be exactly 0 (nn.init.zeros_)")
-BIAS_NONE = Msg("bias=False 的层 m.bias 为 None：初始化偏置前请先判断 m.bias is not None",
+BIAS_NONE = Msg("bias=False 的层 m.bias 为 None：初始化偏置前请先判断 `m.bias is not None`",
                 "A layer built with bias=False has m.bias None: check m.bias is not None before initialising it")
 IN_PLACE = Msg("参数被替换成了新对象：请用原地的 nn.init.xxx_() 初始化，不要给 m.weight 赋新的 nn.Parameter"
                "（之前创建的优化器还拿着旧参数）", "Parameters were replaced by new objects: initialise in place with "
@@ -87,7 +90,7 @@ SEQ_NAMES = Msg("子模块/state_dict 键名与规格不符：应为 fc1, relu1,
 OVERWRITTEN = Msg("层数少于预期：OrderedDict 中的键被覆盖了，每一层都需要自己的名字",
                   "Fewer layers than expected: keys in the OrderedDict were overwritten; every layer needs its own name")
 DROPOUT_ZERO = Msg("dropout=0 时应省略所有 Dropout 层", "With dropout=0 leave every Dropout layer out")
-DROPOUT_P = Msg("Dropout 层应使用 p=dropout", "The Dropout layers must use p=dropout")
+DROPOUT_P = Msg("Dropout 层应使用 `p=dropout`", "The Dropout layers must use p=dropout")
 
 HEADS_REGISTER = Msg("输出头没有注册：请用 nn.ModuleDict，普通 dict 里的头不会出现在 parameters()、state_dict() 中，"
                      "也不会被 .to() 移动", "The heads are not registered: keep them in an nn.ModuleDict; heads in a plain "
@@ -184,6 +187,11 @@ def _run_mlp(student, **kwargs) -> dict:
     return res
 
 
+def _batch_changed(out: object, batch: int) -> bool:
+    """``out`` is a tensor whose first dimension is not the batch: the observation behind FLATTEN."""
+    return isinstance(out, torch.Tensor) and out.dim() > 0 and out.shape[0] != batch
+
+
 def _no_error(res: dict, what: str, hint: Msg | None = None) -> None:
     if res.get("error"):
         checks.fail(Msg(f"{what}：你的代码抛出了异常 {res['error']}", f"{what}: your code raised {res['error']}"), hint)
@@ -198,8 +206,9 @@ def test_mlp_output_shape(student, rng):
     """MLP(12, [10, 7], 5) maps (6, 12) and (6, 3, 2, 2) inputs to (6, 5) logits."""
     for x in (torch.randn(6, 12, generator=rng), torch.randn(6, 3, 2, 2, generator=rng)):
         res = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=_seed(rng))
-        checks.assert_shape(res["outs"][0], (6, 5), f"MLP(12, [10, 7], 5)(x{list(x.shape)})", hint=FLATTEN)
-        checks.assert_dtype(res["outs"][0], torch.float32, f"MLP(12, [10, 7], 5)(x{list(x.shape)})")
+        out, what = res["outs"][0], f"MLP(12, [10, 7], 5)(x{list(x.shape)})"
+        checks.assert_dtype(out, torch.float32, what)
+        checks.assert_shape(out, (6, 5), what, hint=FLATTEN if _batch_changed(out, 6) else None)
 
 
 @graded(task="MLP", kind="accuracy", points=2, visibility="public")
@@ -209,7 +218,7 @@ def test_mlp_forward_values(student, rng):
     res = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=_seed(rng), dtype=torch.float64)
     chain = _mlp_chain(res, [12, 10, 7, 5], "MLP(12, [10, 7], 5)")
     expected = _mlp_expected(x, chain)
-    checks.assert_close(res["outs"][0], expected, "MLP(12, [10, 7], 5)(x) in eval mode",
+    checks.assert_close(res["outs"][0], expected, "MLP(12, [10, 7], 5).eval()(x)",
                         mistakes={ACT_AFTER_LAST: _mlp_expected(x, chain, relu_last=True)})
 
 
@@ -225,11 +234,11 @@ def test_mlp_parameters_registered(student, rng):
         f"len(list(model.parameters())) = {len(shapes)}，应为 {len(expected)}（3 个 Linear 的权重和偏置，2 个 BatchNorm1d 的权重和偏置）",
         f"len(list(model.parameters())) = {len(shapes)}, expected {len(expected)} (weight and bias of 3 Linear and "
         "2 BatchNorm1d layers)"), REGISTER)
-    checks.assert_equal(shapes, expected, "the shapes of model.parameters()")
+    checks.assert_equal(shapes, expected, "sorted(list(p.shape) for p in model.parameters())")
     checks.assert_attached(res["out"], "MLP(x)", hint=DETACHED)
-    for name, grad in res["grads"].items():
+    for name, grad in res["grads"].items():  # the output is attached: a missing gradient is an unused layer
         checks.assert_true(grad is not None and bool(grad.abs().sum() > 0), Msg(
-            f"参数 {name} 没有得到（非零）梯度", f"Parameter {name} received no (non-zero) gradient"), DETACHED)
+            f"参数 {name} 没有得到（非零）梯度", f"Parameter {name} received no (non-zero) gradient"), UNUSED)
 
 
 def _fit(student, spec, rng, blobs: str, fit: str, config: dict) -> tuple[dict, torch.Tensor]:
@@ -241,7 +250,7 @@ def _fit(student, spec, rng, blobs: str, fit: str, config: dict) -> tuple[dict, 
     checks.assert_true(res.get("n_params") != 0, Msg("MLP 没有任何已注册的参数，无法训练",
                                                      "The MLP has no registered parameters, so it cannot be trained"),
                        REGISTER)
-    checks.assert_shape(res["logits"], (b["n_eval"], b["classes"]), "MLP logits on the held-out points")
+    checks.assert_shape(res["logits"], (b["n_eval"], b["classes"]), "model(x_eval)")
     return res, y[n:]  # the held-out labels stay here
 
 
@@ -266,11 +275,11 @@ def test_mlp_edge_shapes(student, rng):
     x = torch.randn(4, 6, generator=rng)
     res = _run_mlp(student, config={"in_dim": 6, "hidden_dims": [], "out_dim": 3}, x=x, seed=_seed(rng))
     (w, b), = _mlp_chain(res, [6, 3], "MLP(6, [], 3)")
-    checks.assert_close(res["outs"][0], x @ w.T + b, "MLP(6, [], 3)(x): a single Linear")
+    checks.assert_close(res["outs"][0], x @ w.T + b, "MLP(6, [], 3)(x)")
 
     config = {"in_dim": 10, "hidden_dims": [8, 5], "out_dim": 4, "dropout": 0.3, "batch_norm": True}
     res = _run_mlp(student, config=config, x=torch.randn(1, 10, generator=rng), seed=_seed(rng))
-    checks.assert_shape(res["outs"][0], (1, 4), "MLP with BatchNorm, batch 1, eval mode")
+    checks.assert_shape(res["outs"][0], (1, 4), "MLP(10, [8, 5], 4, dropout=0.3, batch_norm=True).eval()(x[1, 10])")
 
     x64 = torch.randn(3, 10, dtype=torch.float64, generator=rng)
     res = _run_mlp(student, config=config, x=x64, seed=_seed(rng), dtype=torch.float64)
@@ -283,15 +292,17 @@ def test_mlp_edge_shapes(student, rng):
     images = torch.randn(3, 1, 28, 28, generator=rng)
     res = _run_mlp(student, config={"in_dim": 784, "hidden_dims": [16], "out_dim": 10}, x=images,
                         seed=_seed(rng))
-    checks.assert_shape(res["outs"][0], (3, 10), "MLP(784, [16], 10)(x[3, 1, 28, 28])", hint=FLATTEN)
+    checks.assert_shape(res["outs"][0], (3, 10), "MLP(784, [16], 10)(x[3, 1, 28, 28])",
+                        hint=FLATTEN if _batch_changed(res["outs"][0], 3) else None)
 
     x = torch.randn(5, 4, 3, generator=rng)
     seed = _seed(rng)
     plain = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=seed)
     res = student.probe("mlp_forward", config=MLP_PUBLIC, x=x.transpose(1, 2).contiguous(), seed=seed,
                         transpose=[1, 2])
-    _no_error(res, "MLP(x) with a non-contiguous x", NON_CONTIGUOUS)
-    checks.assert_close(res["outs"][0], plain["outs"][0], "MLP(x) with a non-contiguous x")
+    what = "MLP(12, [10, 7], 5)(x.transpose(1, 2).contiguous().transpose(1, 2))"
+    _no_error(res, what, NON_CONTIGUOUS)
+    checks.assert_close(res["outs"][0], plain["outs"][0], what)
 
 
 @graded(task="MLP", kind="shape", points=1, visibility="hidden")
@@ -321,7 +332,7 @@ def test_mlp_train_eval_modes(student, rng):
     res = _run_mlp(student, config=bn, x=x, modes=["train"], seed=_seed(rng), dtype=torch.float64)
     chain = _mlp_chain(res, dims, "MLP(batch_norm=True)")
     norms = _mlp_norms(res, [d1, d2], "MLP(batch_norm=True)")
-    checks.assert_close(res["outs"][0], _mlp_expected(x, chain, norms, train=True), "MLP(batch_norm=True) in train mode",
+    checks.assert_close(res["outs"][0], _mlp_expected(x, chain, norms, train=True), "MLP(batch_norm=True).train()(x)",
                         mistakes={BN_ORDER: _mlp_expected(x, chain, norms, train=True, bn_after_relu=True),
                                   BN_MISSING: _mlp_expected(x, chain)})
 
@@ -330,9 +341,11 @@ def test_mlp_train_eval_modes(student, rng):
                         dtype=torch.float64)
     chain = _mlp_chain(res, dims, "MLP(dropout=0.5)")
     eval1, eval2, train = res["outs"]
-    checks.assert_close(eval1, eval2, "MLP(dropout=0.5): two eval-mode forwards", hint=DROPOUT_EVAL)
-    checks.assert_close(eval1, _mlp_expected(x, chain), "MLP(dropout=0.5) in eval mode", hint=DROPOUT_EVAL)
-    checks.assert_tensor(train, "MLP(dropout=0.5) in train mode")
+    checks.assert_close(eval2, eval1, "MLP(dropout=0.5).eval()(x) #2", hint=DROPOUT_EVAL)
+    # eval mode is deterministic by now, so a wrong value is not about dropout
+    checks.assert_close(eval1, _mlp_expected(x, chain), "MLP(dropout=0.5).eval()(x)",
+                        mistakes={ACT_AFTER_LAST: _mlp_expected(x, chain, relu_last=True)})
+    checks.assert_tensor(train, "MLP(dropout=0.5).train()(x)")
     checks.assert_true(res["last_linear"][2] is not None and torch.equal(train, res["last_linear"][2]), Msg(
         "train 模式下 MLP 的输出不等于最后一个 nn.Linear 的输出：它后面还有别的层",
         "In train mode the MLP's output is not the output of its last nn.Linear: something follows it"),
@@ -343,7 +356,7 @@ def test_mlp_train_eval_modes(student, rng):
 
     plain = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3}
     res = _run_mlp(student, config=plain, x=x, modes=["train", "eval"], seed=_seed(rng), dtype=torch.float64)
-    checks.assert_close(res["outs"][0], res["outs"][1], "MLP(dropout=0) in train vs eval mode",
+    checks.assert_close(res["outs"][0], res["outs"][1], "MLP(dropout=0).train()(x)",
                         hint=Msg("dropout=0 且没有 BN 时 train 与 eval 的输出应相同",
                                  "With dropout=0 and no BN, train and eval outputs must agree"))
 
@@ -354,7 +367,7 @@ def test_mlp_learns_blobs_with_bn_and_dropout(student, spec, rng):
     config = {"hidden_dims": [32, 16], "dropout": 0.2, "batch_norm": True}
     res, labels = _fit(student, spec, rng, "blobs_hidden", "fit_hidden", config)
     _assert_accuracy(res["logits"], labels, spec.param("accuracy_hidden"), "MLP(d, [32, 16], k, BN, dropout)")
-    checks.assert_close(res["twin_logits"], res["logits"], "a new MLP after load_state_dict(trained.state_dict())",
+    checks.assert_close(res["twin_logits"], res["logits"], "twin.load_state_dict(model.state_dict()); twin(x_eval)",
                         hint=Msg("state_dict 应包含所有层（含 BN 的运行统计量）：请注册所有子层",
                                  "The state_dict must hold every layer (BN running statistics included): register "
                                  "every sub-layer"))
@@ -406,11 +419,13 @@ def test_count_parameters_single_linear(student):
 def test_count_parameters_frozen_layer(student):
     """With the first Linear(20, 30) frozen: 310 trainable parameters by default, 940 with trainable_only=False."""
     layers = [["linear", 20, 30], ["relu"], ["linear", 30, 10]]
-    got = _count(student, layers, "count_parameters(model)", frozen=[0])
-    checks.assert_equal(got, 310, "count_parameters(model with a frozen first layer)", hint=TRAINABLE)
-    got = _count(student, layers, "count_parameters(model, trainable_only=False)", frozen=[0], trainable_only=False)
-    checks.assert_equal(got, 940, "count_parameters(model with a frozen first layer, trainable_only=False)",
-                        hint=TRAINABLE)
+    model = "nn.Sequential(nn.Linear(20, 30).requires_grad_(False), nn.ReLU(), nn.Linear(30, 10))"
+    # Each count names the mistake it equals: the other mode's count, or the number of tensors.
+    for kwargs, expected, other, tensors in (({}, 310, 940, 2), ({"trainable_only": False}, 940, 310, 4)):
+        call = f"count_parameters({model}" + "".join(f", {k}={v}" for k, v in kwargs.items()) + ")"
+        got = _count(student, layers, call, frozen=[0], **kwargs)
+        checks.assert_equal(got, expected, call,
+                            hint=TRAINABLE if got == other else NUMEL if got == tensors else None)
 
 
 @graded(task="count_parameters", kind="accuracy", points=1, visibility="public")
@@ -418,9 +433,9 @@ def test_count_parameters_tied_weights(student):
     """An Embedding(50, 16) and a Linear(16, 50) sharing one weight: 50·16 + 50 = 850 parameters."""
     layers = [["embedding", 50, 16], ["linear", 16, 50]]
     for trainable_only in (None, False):
-        got = _count(student, layers, "count_parameters(tied model)", tie=[[0, 1]], trainable_only=trainable_only)
-        checks.assert_equal(got, 850, f"count_parameters(tied model, trainable_only={trainable_only})",
-                            hint=TIED if got == 1650 else None)
+        call = f"count_parameters(model, trainable_only={trainable_only}), model[1].weight = model[0].weight"
+        got = _count(student, layers, call, tie=[[0, 1]], trainable_only=trainable_only)
+        checks.assert_equal(got, 850, call, hint=TIED if got == 1650 else None)
 
 
 @graded(task="count_parameters", kind="accuracy", points=1, visibility="hidden")
@@ -430,13 +445,15 @@ def test_count_parameters_ignores_buffers(student, rng):
     layers = [["linear", a, b], ["bn1d", b], ["relu"], ["linear", b, c]]
     params = sum(_layer_params(s) for s in layers)
     with_buffers = params + sum(_layer_buffers(s) for s in layers)
+    model = f"nn.Sequential(nn.Linear({a}, {b}), nn.BatchNorm1d({b}), nn.ReLU(), nn.Linear({b}, {c}))"
     for trainable_only in (True, False):
-        got = _count(student, layers, "count_parameters(model with BatchNorm1d)", trainable_only=trainable_only)
-        checks.assert_equal(got, params, f"count_parameters(Linear-BN-ReLU-Linear, trainable_only={trainable_only})",
-                            hint=BUFFERS if got == with_buffers else None)
-    for layers in ([], [["relu"], ["flatten"]]):
-        got = _count(student, layers, "count_parameters(a module without parameters)")
-        checks.assert_equal(got, 0, f"count_parameters({'nn.Sequential()' if not layers else 'ReLU + Flatten'})")
+        call = f"count_parameters({model}, trainable_only={trainable_only})"
+        got = _count(student, layers, call, trainable_only=trainable_only)
+        checks.assert_equal(got, params, call, hint=BUFFERS if got == with_buffers else None)
+    for layers, call in (([], "count_parameters(nn.Sequential())"),
+                         ([["relu"], ["flatten"]], "count_parameters(nn.Sequential(nn.ReLU(), nn.Flatten()))")):
+        got = _count(student, layers, call)
+        checks.assert_equal(got, 0, call)
 
 
 @graded(task="count_parameters", kind="accuracy", points=1, visibility="hidden")
@@ -457,12 +474,12 @@ def test_count_parameters_random_nested_models(student, rng):
         frozen = [i for i in range(len(layers)) if bool(torch.rand(1, generator=rng) < 0.4)]
         trainable = sum(_layer_params(s) for i, s in enumerate(layers) if i not in frozen)
         total = sum(_layer_params(s) for s in layers)
-        got = _count(student, layers, "count_parameters(nested model)", frozen=frozen)
-        checks.assert_equal(got, trainable, f"count_parameters(nested model, frozen layers {frozen})",
-                            hint=TRAINABLE if got == total else None)
-        got = _count(student, layers, "count_parameters(nested model, trainable_only=False)", frozen=frozen,
-                     trainable_only=False)
-        checks.assert_equal(got, total, "count_parameters(nested model, trainable_only=False)",
+        call = f"count_parameters(nested_model(frozen={frozen}))"
+        got = _count(student, layers, call, frozen=frozen)
+        checks.assert_equal(got, trainable, call, hint=TRAINABLE if got == total else None)
+        call = f"count_parameters(nested_model(frozen={frozen}), trainable_only=False)"
+        got = _count(student, layers, call, frozen=frozen, trainable_only=False)
+        checks.assert_equal(got, total, call,
                             hint=BUFFERS if got == total + sum(_layer_buffers(s) for s in layers) else None)
 
 
@@ -493,7 +510,7 @@ def _check_xavier(w: torch.Tensor, rtol: float, what: str) -> None:
     _check_std(w, bound / math.sqrt(3), rtol, what, {DEFAULT_INIT: 1 / math.sqrt(3 * fan_in)})
     top = float(w.abs().max())
     checks.assert_true(top <= bound * (1 + 1e-6), Msg(
-        f"{what}：max|w| = {top:.4g} 超过 Xavier 边界 {bound:.4g}",
+        f"{what}：最大的 |w| = {top:.4g}，超过 Xavier 边界 {bound:.4g}",
         f"{what}: max|w| = {top:.4g} exceeds the Xavier bound {bound:.4g}"),
         UNIFORM_BOUND)
 
@@ -505,14 +522,14 @@ def _check_kaiming_fan_out(w: torch.Tensor, rtol: float, tail: float, what: str)
                {FAN_OUT: math.sqrt(2 / fan_in), DEFAULT_INIT: 1 / math.sqrt(3 * fan_in)})
     ratio = float(w.abs().max() / w.double().std())
     checks.assert_true(ratio > tail, Msg(
-        f"{what}：max|w|/std = {ratio:.2f}，正态分布的样本应远大于 {tail:g}",
+        f"{what}：最大的 |w| 与标准差之比为 {ratio:.2f}，这么多正态分布样本的这个比值应远大于 {tail:g}",
         f"{what}: max|w|/std = {ratio:.2f}; a normal sample this size goes well beyond {tail:g}"), KAIMING_NORMAL)
 
 
 @graded(task="init_weights", kind="accuracy", points=2, visibility="public")
 def test_init_linear_xavier_uniform(student, spec, rng):
     """Linear(1000, 1000): |w| ≤ √(6/2000), std ≈ √(2/2000) within 5%, bias exactly 0."""
-    res = _init(student, [["linear", 1000, 1000]], "model.apply(init_weights) on Linear(1000, 1000)", seed=_seed(rng))
+    res = _init(student, [["linear", 1000, 1000]], "nn.Linear(1000, 1000).apply(init_weights)", seed=_seed(rng))
     _check_xavier(res["params"]["0.weight"], spec.param("init_std_rtol"), "Linear(1000, 1000).weight")
     _check_zero(res["params"]["0.bias"], "Linear(1000, 1000).bias")
 
@@ -520,7 +537,7 @@ def test_init_linear_xavier_uniform(student, spec, rng):
 @graded(task="init_weights", kind="accuracy", points=1, visibility="public")
 def test_init_conv_kaiming_fan_out(student, spec, rng):
     """Conv2d(64, 256, 3): normal weights with std ≈ √(2/(256·9)) within 5% (fan_out), bias exactly 0."""
-    res = _init(student, [["conv2d", 64, 256, 3]], "model.apply(init_weights) on Conv2d(64, 256, 3)", seed=_seed(rng))
+    res = _init(student, [["conv2d", 64, 256, 3]], "nn.Conv2d(64, 256, 3).apply(init_weights)", seed=_seed(rng))
     _check_kaiming_fan_out(res["params"]["0.weight"], spec.param("init_std_rtol"), spec.param("normal_tail_ratio"),
                            "Conv2d(64, 256, 3).weight")
     _check_zero(res["params"]["0.bias"], "Conv2d(64, 256, 3).bias")
@@ -529,8 +546,8 @@ def test_init_conv_kaiming_fan_out(student, spec, rng):
 @graded(task="init_weights", kind="accuracy", points=1, visibility="public")
 def test_init_batchnorm(student, rng):
     """BatchNorm1d and BatchNorm2d (parameters first set to 0.5) end with weight 1 and bias 0."""
-    res = _init(student, [["bn1d", 6], ["bn2d", 4]], "model.apply(init_weights) on BatchNorm layers", prefill=0.5,
-                seed=_seed(rng))
+    res = _init(student, [["bn1d", 6], ["bn2d", 4]], "nn.Sequential(nn.BatchNorm1d(6), nn.BatchNorm2d(4)).apply(init_weights)",
+                prefill=0.5, seed=_seed(rng))
     for name, value in (("0.weight", 1.0), ("0.bias", 0.0), ("1.weight", 1.0), ("1.bias", 0.0)):
         t = res["params"][name]
         checks.assert_close(t, torch.full_like(t, value), f"BatchNorm {name}", atol=0, rtol=0, rel_l2=0, hint=BN_INIT)
@@ -540,7 +557,8 @@ def test_init_batchnorm(student, rng):
 def test_init_layers_without_bias(student, spec, rng):
     """Linear and Conv2d built with bias=False are initialised without an error."""
     res = _init(student, [["linear", 300, 200, False], ["conv2d", 16, 32, 3, False]],
-                "model.apply(init_weights) on layers with bias=False", seed=_seed(rng))
+                "nn.Sequential(nn.Linear(300, 200, bias=False), nn.Conv2d(16, 32, 3, bias=False)).apply(init_weights)",
+                seed=_seed(rng))
     rtol = spec.param("init_std_rtol")
     _check_xavier(res["params"]["0.weight"], rtol, "Linear(300, 200, bias=False).weight")
     _check_kaiming_fan_out(res["params"]["1.weight"], rtol, spec.param("normal_tail_ratio"),
@@ -566,8 +584,8 @@ def test_init_in_place_and_trainable(student, rng):
     p = {name: t.detach().clone().requires_grad_(True) for name, t in res["params"].items()}
     out = torch.relu(x @ p["0.weight"].T + p["0.bias"]) @ p["2.weight"].T + p["2.bias"]
     expected = torch.autograd.grad(out, list(p.values()), g)
-    for (name, _), want in zip(p.items(), expected):
-        checks.assert_grad(res["grads"][name], want, f"parameter {name} after init", hint=IN_PLACE)
+    for (name, _), want in zip(p.items(), expected):  # same objects, trainable leaves: IN_PLACE is ruled out
+        checks.assert_grad(res["grads"][name], want, name)
 
 
 @graded(task="init_weights", kind="accuracy", points=1, visibility="hidden")
@@ -579,7 +597,7 @@ def test_init_nested_model(student, rng):
         ["embedding", 10, 4],
         ["linear", 30, 20],
     ]
-    res = _init(student, layers, "model.apply(init_weights) on a nested model", prefill=0.5, seed=_seed(rng))
+    res = _init(student, layers, "nested_model.apply(init_weights)", prefill=0.5, seed=_seed(rng))
     params = res["params"]
     for name in ("0.0.weight", "0.3.0.weight", "0.3.1.weight", "2.weight"):
         checks.assert_true(not bool((params[name] == 0.5).all()), Msg(
@@ -593,7 +611,8 @@ def test_init_nested_model(student, rng):
             f"{name} 超出 Xavier 边界 {bound:.4g}", f"{name} exceeds the Xavier bound {bound:.4g}"), UNIFORM_BOUND)
     for name in ("0.3.0.bias", "0.3.1.bias", "2.bias", "0.1.bias"):
         _check_zero(params[name], name)
-    checks.assert_close(params["0.1.weight"], torch.ones(8), "BatchNorm2d weight", atol=0, rtol=0, rel_l2=0, hint=BN_INIT)
+    checks.assert_close(params["0.1.weight"], torch.ones(8), "0.1.weight (BatchNorm2d)", atol=0, rtol=0, rel_l2=0,
+                        hint=BN_INIT)
     for name in ("0.3.2.weight", "0.3.2.bias", "1.weight"):
         checks.assert_close(params[name], torch.full_like(params[name], 0.5), f"{name} (LayerNorm / Embedding)",
                             atol=0, rtol=0, rel_l2=0, hint=UNTOUCHED)
@@ -660,8 +679,8 @@ def _check_seq_structure(res: dict, sizes: list[int], dropout: float, what: str)
     if dropout > 0 and ps and ps != [dropout]:
         checks.fail(Msg(f"{what}：Dropout 的 p 为 {ps}，应为 {dropout}", f"{what}: Dropout p is {ps}, expected {dropout}"),
                     DROPOUT_P)
-    checks.assert_equal([c[:2] for c in got], [c[:2] for c in expected], f"{what}: (name, type) of the children",
-                        hint=SEQ_NAMES)
+    checks.assert_equal([c[:2] for c in got], [c[:2] for c in expected],
+                        f"list([name, type(m).__name__] for name, m in {what}.named_children())", hint=SEQ_NAMES)
     keys = [k for i in range(1, len(sizes)) for k in (f"fc{i}.weight", f"fc{i}.bias")]
     checks.assert_equal(res["state_keys"], keys, f"{what}.state_dict().keys()", hint=SEQ_NAMES)
 
@@ -684,7 +703,7 @@ def test_build_sequential_forward(student, rng):
     x = torch.randn(7, 8, generator=rng)
     res = student.probe("sequential_probe", sizes=sizes, x=x, state=state)
     out = _seq_out(res, "build_sequential([8, 16, 12, 4])")
-    checks.assert_close(out, _seq_expected(x, state, 3), "build_sequential([8, 16, 12, 4]) in eval mode",
+    checks.assert_close(out, _seq_expected(x, state, 3), "build_sequential([8, 16, 12, 4]).eval()(x)",
                         mistakes={ACT_AFTER_LAST: _seq_expected(x, state, 3, relu_last=True)})
 
 
@@ -731,7 +750,7 @@ def test_build_sequential_loads_reference_state(student, reference, rng):
     x = torch.randn(6, sizes[0], generator=rng)
     ref = reference.probe("sequential_probe", sizes=sizes, x=x, dropout=0.3, seed=_seed(rng))
     res = student.probe("sequential_probe", sizes=sizes, x=x, dropout=0.3, state=ref["state"], seed=_seed(rng))
-    what = f"build_sequential({sizes}) with the reference state_dict"
+    what = f"build_sequential({sizes}, dropout=0.3), load_state_dict(reference.state_dict())"
     checks.assert_close(_seq_out(res, what), ref["out"], what)
 
 
@@ -750,10 +769,15 @@ def test_multihead_output_shapes(student, rng):
     seed = _seed(rng)
     for head, size in HEADS.items():
         res = student.probe("multihead_forward", in_dim=6, hidden=9, heads=HEADS, x=x, head=head, seed=seed, catch=True)
-        _no_error(res, f"MultiHeadNet(6, 9, heads)(x, {head!r})", HEAD_SIZE)
-        checks.assert_shape(res["out"], (5, size), f"MultiHeadNet(6, 9, heads)(x[5, 6], {head!r})", hint=HEAD_SIZE)
+        mismatch = "cannot be multiplied" in (res.get("error") or "")  # a head that expects in_dim features
+        _no_error(res, f"MultiHeadNet(6, 9, heads)(x, {head!r})", HEAD_SIZE if mismatch else None)
+        checks.assert_shape(res["out"], (5, size), f"MultiHeadNet(6, 9, heads)(x[5, 6], {head!r})")
     res = student.probe("multihead_forward", in_dim=6, hidden=9, heads=HEADS, x=x, head="nope", seed=seed, catch=True)
-    checks.assert_equal(res.get("error_type"), "KeyError", "MultiHeadNet(...)(x, 'nope') should raise", hint=UNKNOWN_HEAD)
+    raised = res.get("error_type")
+    if raised != "KeyError":
+        zh, en = (f"抛出了 {raised}", f"raised {raised}") if raised else ("正常返回了", "returned normally")
+        checks.fail(Msg(f"MultiHeadNet(6, 9, heads)(x, 'nope') 应抛出 KeyError，实际{zh}",
+                        f"MultiHeadNet(6, 9, heads)(x, 'nope') should raise KeyError, but {en}"), UNKNOWN_HEAD)
 
 
 @graded(task="MultiHeadNet", kind="accuracy", points=1, visibility="public")
@@ -794,9 +818,9 @@ def test_multihead_heads_registered(student, rng):
     for name in ("trunk.0.weight", "trunk.0.bias", "heads.reg.weight", "heads.reg.bias"):
         grad = res["grads"][name]
         checks.assert_true(grad is not None and bool(grad.abs().sum() > 0), Msg(
-            f"{name} 没有得到（非零）梯度", f"{name} received no (non-zero) gradient"), DETACHED)
+            f"{name} 没有得到（非零）梯度", f"{name} received no (non-zero) gradient"), UNUSED)
     for name in ("heads.cls.weight", "heads.cls.bias", "heads.aux.weight", "heads.aux.bias"):
-        checks.assert_no_grad(res["grads"][name], f"{name} (a head that was not selected)", hint=ONLY_SELECTED)
+        checks.assert_no_grad(res["grads"][name], f"{name}, MultiHeadNet(x, 'reg').backward()", hint=ONLY_SELECTED)
 
 
 @graded(task="MultiHeadNet", kind="shape", points=1, visibility="hidden")
@@ -805,12 +829,12 @@ def test_multihead_devices_and_names(student, rng):
     heads = {"a": 3, "b": 5, "c": 2}
     res = student.probe("multihead_moved", in_dim=7, hidden=11, heads=heads, batch=4, device="meta")
     stray = sorted(n for n, d in res["devices"].items() if not d.startswith("meta"))
-    checks.assert_true(not stray, Msg(f".to('meta') 之后这些参数仍不在 meta 上：{stray}",
+    checks.assert_true(not stray, Msg(f".to('meta') 之后这些参数仍不在 'meta' 设备上：{stray}",
                                       f"After .to('meta') these parameters are not on meta: {stray}"), HEADS_REGISTER)
-    for name, size in heads.items():
+    for name, size in heads.items():  # every head moved (checked above): an error here is not about registering
         if name in res["errors"]:
-            checks.fail(Msg(f"meta 设备上的头 {name!r} 出错：{res['errors'][name]}",
-                            f"Head {name!r} on the meta device raised {res['errors'][name]}"), HEADS_REGISTER)
+            checks.fail(Msg(f"'meta' 设备上的头 {name!r} 出错：{res['errors'][name]}",
+                            f"Head {name!r} on the meta device raised {res['errors'][name]}"))
         checks.assert_shape(res["outs"][name], (4, size), f"MultiHeadNet(...).to('meta')(x, {name!r})")
         checks.assert_device(res["outs"][name], "meta", f"MultiHeadNet(...).to('meta')(x, {name!r})")
     res = student.probe("multihead_moved", in_dim=7, hidden=11, heads=heads, batch=4, seed=_seed(rng),
@@ -818,7 +842,7 @@ def test_multihead_devices_and_names(student, rng):
     for name in heads:
         if name in res["errors"]:
             checks.fail(Msg(f"float64 的头 {name!r} 出错：{res['errors'][name]}",
-                            f"Head {name!r} in float64 raised {res['errors'][name]}"), HEADS_REGISTER)
+                            f"Head {name!r} in float64 raised {res['errors'][name]}"))
         checks.assert_dtype(res["outs"][name], torch.float64, f"MultiHeadNet(...).double()(x, {name!r})")
     raised = student.probe("raises", name="MultiHeadNet", args=[4, 8, {"task.one": 2}])
     checks.assert_true(raised in ("KeyError", "ValueError"), Msg(
@@ -855,10 +879,15 @@ def test_multihead_speed(student, reference_worker, spec, rng):
         return lambda x: impl.probe("multihead_forward", in_dim=p["in_dim"], hidden=p["hidden"], heads=heads, x=x,
                                     head="task3", fill_seed=fill_seed, repeats=p["repeats"])
 
-    result = compare_speed(
-        run(student), run(reference_worker),
-        lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng),
-        lambda got, want: checks.assert_close(got["out"], want["out"], "MultiHeadNet(x, 'task3')", atol=1e-4),
-        rounds=spec.param("speed_rounds"),
-    )
-    assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward", hint=ONLY_SELECTED)
+    others_ran: list[bool] = []
+
+    def check(got: dict, want: dict) -> None:
+        checks.assert_close(got["out"], want["out"], "MultiHeadNet(x, 'task3')", atol=1e-4)
+        others_ran.append(any(n for name, n in got["head_calls"].items() if name != "task3"))
+
+    result = compare_speed(run(student), run(reference_worker),
+                           lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
+                           rounds=spec.param("speed_rounds"))
+    # "compute only the selected head" only when the other heads were seen running
+    assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward",
+                 hint=ONLY_SELECTED if any(others_ran) else None)

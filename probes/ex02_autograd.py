@@ -229,16 +229,21 @@ def run_saliency(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tens
 
 @probe
 def time_saliency(impl: ModuleType, sizes: list[int], seed: int, repeats: int, project_seed: int) -> dict[str, Any]:
-    """For speed tests: ``repeats`` saliency calls on an MLP and a batch made here (B, D, H, C = sizes)."""
+    """For speed tests: ``repeats`` saliency calls on an MLP and a batch made here (B, D, H, C = sizes).
+
+    ``model_calls`` counts the model's forward passes over all calls (one per call when batched).
+    """
     b, d, h, c = sizes
     g = torch.Generator().manual_seed(seed)
     state = {"0.weight": torch.randn(h, d, generator=g) / d**0.5, "0.bias": torch.randn(h, generator=g) * 0.1,
              "3.weight": torch.randn(c, h, generator=g) / h**0.5, "3.bias": torch.randn(c, generator=g) * 0.1}
     model = build_model(state)
     model.eval()
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     x = torch.randn(b, d, generator=g)
     target = torch.randint(0, c, (b,), generator=g)
     out = None
     for _ in range(repeats):
         out = impl.input_saliency(model, x.clone(), target.clone())
-    return _projections(project_seed, output=out)
+    return {**_projections(project_seed, output=out), "model_calls": calls[0]}
