@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import signal
 import struct
 import threading
 import time
@@ -307,7 +308,11 @@ def _exit_description(exit_info: ExitInfo | None) -> Msg:
     if exit_info is None:
         return Msg("原因不明", "cause unknown")
     if exit_info.signal is not None:
-        return Msg(exit_info.describe(), exit_info.describe())
+        try:
+            name = signal.Signals(exit_info.signal).name
+        except ValueError:
+            return Msg(f"信号 {exit_info.signal}", f"signal {exit_info.signal}")
+        return Msg(name, name)
     return Msg(f"退出码 {exit_info.code}", f"exit code {exit_info.code}")
 
 

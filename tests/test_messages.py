@@ -16,9 +16,9 @@ What counts as code in Chinese text; any other word in ASCII letters is an Engli
 * a call or subscript that parses as Python, arguments included: ``masked_mean(x, mask, 1)``,
   ``x[mask]``, ``model.eval()(x)``. One that does not parse (``f(a frozen layer)``) is judged word
   by word;
-* a word that holds ``_`` or a digit, follows ``.`` or ``--``, or comes right before ``(``, ``[``,
-  ``.`` or ``=``: ``grad_output``, ``float32``, ``x.grad``, ``detach()``, ``keepdim=True``,
-  ``--sandbox``;
+* a word that holds ``_`` or a digit, follows ``.``, ``/`` or ``--``, or comes right before ``(``,
+  ``[``, ``.``, ``=`` or ``/``: ``grad_output``, ``float32``, ``x.grad``, ``detach()``,
+  ``keepdim=True``, ``exercises/``, ``NaN/Inf``, ``--sandbox``;
 * a word with a capital letter (``Linear``, ``Xavier``, ``PyTorch``, ``NumPy``, ``ReLU``, ``CPU``,
   ``NaN``): a class, an acronym, a product or a person. Chinese prose has no capitals, so an
   English phrase still shows through its lowercase words;
@@ -38,10 +38,14 @@ from pathlib import Path
 
 import pytest
 
+from grader.i18n import Msg
+from grader.remote import CALL, IMPORT, STARTUP, _death_problem, problem_from_error
+from grader.sandbox import ExitInfo
+
 ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("grader", "autotests", "probes")
-LABELLED = ("autotests",)  # where ``what`` labels reach students (through grader/checks.py, grader/timing.py)
 SHARED_ASSERTIONS = ("grader/checks.py", "grader/timing.py")
+LABELLED = ("autotests/", *SHARED_ASSERTIONS)  # where ``what`` labels are written that students read
 
 # Lowercase words Chinese PyTorch writing keeps as they are: they name a thing, not translate one.
 ZH_KEEPS = frozenset({
@@ -51,8 +55,14 @@ ZH_KEEPS = frozenset({
     "float", "int", "dict",   # Python 的内置类型: 应返回 Python float
 })
 
-# Files someone else is rewriting right now: left out of the scan until their messages are fixed.
-PENDING: dict[str, str] = {}
+# Files being rewritten in another change, with messages that still mix languages: left out of the
+# scan until that change lands (then delete the entry). What each still holds:
+PENDING: dict[str, str] = {
+    "grader/checks.py": "the labels 'grad of {what}' and 'grad of input {pos} of {what}' in both languages; "
+                        "'backward' as a bare word in the zh gradcheck messages",
+    "grader/ingest.py": "'zip' and 'nbgrader' as bare words in zh messages",
+    "grader/pipeline.py": "'(--sandbox process)' in the zh isolation warning",
+}
 
 CJK_RANGES = ("\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
               "\ufe30-\ufe4f\uff00-\uffef")  # CJK scripts, CJK punctuation, full-width forms
@@ -106,7 +116,7 @@ def _without_expressions(text: str) -> str:
     out, i = [], 0
     while (match := EXPRESSION_START.search(text, i)) is not None:
         end = _expression_end(text, match.start(), match.end() - 1)
-        if end is not None and _is_python(text[match.start():end]):
+        if end is not None and _is_python(text[match.start():end].replace(HOLE, "_")):  # x{} is x[4, 6] filled in
             out += [text[i:match.start()], " "]
             i = end
         else:  # not Python (``f(a frozen layer)``): its words are judged one by one
@@ -120,7 +130,7 @@ def _is_code_word(text: str, start: int, end: int) -> bool:
     word = text[start:end]
     before = text[start - 1] if start else ""
     after = text[end] if end < len(text) else ""
-    return ("_" in word or any(c.isdigit() for c in word) or before == "." or after in ("(", "[", ".", "=")
+    return ("_" in word or any(c.isdigit() for c in word) or before in (".", "/") or after in ("(", "[", ".", "=", "/")
             or text[max(0, start - 2):start] == "--")
 
 
@@ -338,7 +348,8 @@ def test_labels_are_code() -> None:
     ("报错 'does not require grad'；使用 'meta' 设备", []),
     ("masked_mean(x, mask, 1)：数值不符", []),
     ("count_parameters(model with a frozen layer)", ["model", "with", "frozen", "layer"]),
-    ("swish (forward + backward)", ["forward", "backward"]),
+    ("swish (forward + backward)", ["swish", "forward", "backward"]),
+    ("请只提交 exercises/ 下的文件；NaN/Inf；train/eval 模式", []),
     ("请用 detach() 或 .data，不要用 detach", ["detach"]),
     ("{}：计时中", []),
 ])
@@ -351,3 +362,29 @@ def test_english_words_follows_the_definition(zh: str, words: list[str]) -> None
                                        ("Use the mean（均值）", ["（", "均", "值", "）"])])
 def test_chinese_characters_follows_the_definition(en: str, chars: list[str]) -> None:
     assert chinese_characters(en) == chars
+
+
+@pytest.mark.parametrize("during", [STARTUP, IMPORT, CALL], ids=["startup", "import", "call"])
+@pytest.mark.parametrize("exit_info", [
+    None, ExitInfo(code=3, signal=None), ExitInfo(code=None, signal=9), ExitInfo(code=None, signal=9, oom_killed=True),
+    ExitInfo(code=None, signal=11), ExitInfo(code=None, signal=24), ExitInfo(code=None, signal=25),
+    ExitInfo(code=None, signal=99),
+], ids=["unknown", "exit", "kill", "oom", "segv", "xcpu", "xfsz", "unnamed-signal"])
+def test_worker_problems_read_in_one_language(during: Msg, exit_info: ExitInfo | None) -> None:
+    """The phase and the way a worker ended are put into sentences: each language gets its own words
+    ("超时：调用超过 20 秒", not "超时：the call超过 20 秒")."""
+    message = _death_problem(exit_info, during).message
+    assert not english_words(message.zh), message.zh
+    assert not chinese_characters(message.en), message.en
+
+
+@pytest.mark.parametrize("error", [
+    {"kind": kind, "phase": phase, "type": "RuntimeError", "message": "42", "traceback": ""}  # 42: neutral text
+    for kind in ("fork_failed", "missing", "not_implemented", "out_of_memory", "exit", "unsupported_value", "exception")
+    for phase in ("import", "call")
+])
+def test_reported_exceptions_read_in_one_language(error: dict[str, str]) -> None:
+    """Around the exception's own text, which is shown as the program wrote it."""
+    message = problem_from_error(error).message
+    assert not english_words(message.zh), message.zh
+    assert not chinese_characters(message.en), message.en
