@@ -35,8 +35,16 @@ def _student_frames(tb: Any, root: str) -> str:
     return "".join(traceback.format_list(frames[-5:]))
 
 
-def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, NotImplementedError):
+def _unfinished(exc: BaseException, root: str) -> bool:
+    """A ``raise NotImplementedError`` written in the submission (an unfinished stub). PyTorch raises
+    NotImplementedError too, for an operation it lacks (copying out of a meta tensor): that one is
+    an ordinary exception, and saying "not implemented yet" would name the wrong cause."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(root) and "NotImplementedError" in (frames[-1].line or "")
+
+
+def _error_kind(exc: BaseException, root: str) -> str:
+    if isinstance(exc, NotImplementedError) and _unfinished(exc, root):
         return "not_implemented"
     if isinstance(exc, MemoryError) or (
         isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
@@ -57,7 +65,7 @@ def describe_error(exc: BaseException, phase: str, root: str) -> dict[str, Any]:
         message = message[:MAX_MESSAGE_CHARS] + " …"
     return {
         "type": type(exc).__name__,
-        "kind": _error_kind(exc),
+        "kind": _error_kind(exc, root),
         "phase": phase,
         "message": message,
         "traceback": _student_frames(exc.__traceback__, root),
