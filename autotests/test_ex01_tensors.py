@@ -228,7 +228,9 @@ def test_pairwise_self_and_large_values(student, rng):
     out = student.pairwise_sq_dists(a, a)
     what = "pairwise_sq_dists(a, a), a = 1e3 + 30 * randn(30, 16)"
     checks.assert_tensor(out, what)
-    checks.assert_true(bool((out >= 0).all()), NEGATIVE_DISTANCES)
+    lowest = float(out.min()) if out.numel() else 0.0
+    checks.assert_true(lowest >= 0, Msg(f"{what}：出现负值（最小为 {lowest:.3g}）", f"{what}: negative entries (the lowest is "
+                                        f"{lowest:.3g})"), NEGATIVE_DISTANCES)
     scale = float((a * a).sum(1).max())  # cancellation error grows with |a|², not with the distance
     checks.assert_close(out, _brute_sq_dists(a, a), what, atol=1e-5 * scale, rtol=1e-3, rel_l2=1e-2)
     a64, b64 = torch.randn(1, 2, dtype=torch.float64, generator=rng), torch.randn(6, 2, dtype=torch.float64, generator=rng)

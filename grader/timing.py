@@ -101,12 +101,12 @@ def compare_generated_speed(
                     f"{name}：计时测试中的输出形状为 {got.get('shape')}，期望 {want.get('shape')}",
                     f"{name}: during the timing runs the output had shape {got.get('shape')}, "
                     f"expected {want.get('shape')}",
-                ))
-            raise CheckFailed(Msg(
-                f"{name}：计时测试中（较大的随机输入）输出的数值与参考结果不一致，未计算速度",
-                f"{name}: during the timing runs (larger random inputs) the output values differed from the "
-                "reference, so speed was not judged",
-            ))
+                ), Msg("计时测试中的输出形状与参考结果不同，未计算速度",
+                       "during the timing runs the output shape differed from the reference's, so speed was not judged"))
+            differed = Msg("计时测试中（较大的随机输入）输出的数值与参考结果不一致，未计算速度",
+                           "during the timing runs (larger random inputs) the output values differed from the "
+                           "reference, so speed was not judged")
+            raise CheckFailed(Msg(f"{name}：{differed.zh}", f"{name}: {differed.en}"), differed)
 
     def seeds(_: int) -> tuple[int, int]:
         pair = torch.randint(0, 2**62, (2,), generator=generator)
@@ -127,4 +127,7 @@ def assert_speed(result: SpeedComparison, factor: float, what: str, hint: Msg | 
             f"{what} is {ratio:.1f}x slower than the reference (median {ms_s:.1f} ms vs {ms_r:.1f} ms, "
             f"allowed {factor:g}x). Use vectorised tensor operations instead of Python loops.",
         )
-        raise CheckFailed(message + hint if hint else message)
+        # What a student may see of a hidden test: the symptom and the hint, without the timings.
+        symptom = Msg("比参考实现慢得多：请使用向量化的张量运算代替 Python 循环",
+                      "much slower than the reference: use vectorised tensor operations instead of Python loops")
+        raise CheckFailed(message + hint if hint else message, symptom + hint if hint else symptom)
