@@ -92,10 +92,14 @@ def compare_generated_speed(
         return lambda seeds: impl.probe("repeat_generated", name=name, args=args, seed=seeds[0],
                                         repeats=repeats, project_seed=seeds[1], kwargs=kwargs or {})
 
+    def same(got: Any, want: Any) -> bool:
+        """Every repetition's output agrees with the reference's (the projections, one per repetition)."""
+        mine, theirs = got.get("projections"), want.get("projections")
+        return (isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs)
+                and all(isinstance(g, float) and abs(g - r) <= rel_tol * (abs(r) + 1.0) for g, r in zip(mine, theirs)))
+
     def check(got: Any, want: Any) -> None:
-        if got.get("projection") is None or got.get("shape") != want.get("shape") or not (
-            abs(got["projection"] - want["projection"]) <= rel_tol * (abs(want["projection"]) + 1.0)
-        ):
+        if got.get("shape") != want.get("shape") or not same(got, want):
             if got.get("shape") != want.get("shape"):
                 raise CheckFailed(Msg(
                     f"{name}：计时测试中的输出形状为 {got.get('shape')}，期望 {want.get('shape')}",

@@ -52,21 +52,27 @@ def _materialize(spec: Any, generator: torch.Generator) -> Any:
 @probe
 def repeat_generated(impl: ModuleType, name: str, args: list[Any], seed: int, repeats: int, project_seed: int,
                      kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``name`` ``repeats`` times on inputs generated here from ``seed``; return a projection.
+    """Run ``name`` ``repeats`` times, each on new inputs generated here; return one projection per run.
 
     Used by speed tests: the grader times this whole call, so generating the inputs in the
-    worker and returning one number keeps data transfer out of the timing. Each repetition gets
-    a fresh copy of the inputs (no caching on identity). The projection ``<out, w>`` onto a
-    random ``w`` lets the grader check the output against the reference's without shipping it.
+    worker and returning numbers keeps data transfer out of the timing. What it trusts: nothing it
+    reports is taken at its word. Every repetition gets inputs of its own (seed + repetition), so
+    remembering results by identity or by content saves no work; every repetition's output is
+    projected onto a random ``w`` (``<out, w>``) and the grader compares each projection with the
+    reference's, so skipping work on all but one call is a wrong answer.
     """
-    generator = torch.Generator().manual_seed(seed)
-    inputs = [_materialize(a, generator) for a in args]
-    out = None
-    for _ in range(repeats):
-        fresh = [a.clone() if isinstance(a, torch.Tensor) else a for a in inputs]
-        out = getattr(impl, name)(*fresh, **(kwargs or {}))
-    if not isinstance(out, torch.Tensor):
-        return {"projection": None, "type": type(out).__name__}
-    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(project_seed), dtype=torch.float64)
-    return {"projection": float((out.detach().double() * w).sum()), "shape": list(out.shape),
-            "type": "Tensor"}
+    projections: list[float] = []
+    shape: list[int] | None = None
+    for repetition in range(repeats):
+        generator = torch.Generator().manual_seed(seed + repetition)
+        inputs = [_materialize(a, generator) for a in args]
+        out = getattr(impl, name)(*inputs, **(kwargs or {}))
+        if not isinstance(out, torch.Tensor):
+            return {"projections": None, "type": type(out).__name__}
+        if shape is None:
+            shape = list(out.shape)
+            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(project_seed), dtype=torch.float64)
+        if list(out.shape) != shape:
+            return {"projections": None, "shape": list(out.shape), "type": "Tensor"}
+        projections.append(float((out.detach().double() * w).sum()))
+    return {"projections": projections, "shape": shape, "type": "Tensor"}

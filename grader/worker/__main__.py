@@ -200,6 +200,9 @@ def main() -> None:
     args = parser.parse_args()
     requests_fd, replies_fd = take_channel_from_stdio()
     torch.set_num_threads(1)
+    from .probes import preload
+
+    preload()  # before any student module: the probes' references to library code are taken now
     if args.direct:
         serve(args.modules, requests_fd, replies_fd)
     else:

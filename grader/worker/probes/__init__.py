@@ -14,6 +14,7 @@ adds the course's folder to this package's search path.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -44,6 +45,13 @@ def use_course_probes(directory: Path | None) -> None:
     for name in [n for n in sys.modules if n.startswith(f"{__name__}.")]:
         del sys.modules[name]
     importlib.invalidate_caches()
+
+
+def preload() -> None:
+    """Import every probe module now, before any student module, so what they take at import
+    (references to library functions) is taken before student code can replace it."""
+    for module in sorted({info.name for info in pkgutil.iter_modules(__path__)}):
+        importlib.import_module(f"{__name__}.{module}")
 
 
 def find_probe(exercise: str, name: str) -> Probe:

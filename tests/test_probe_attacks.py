@@ -1,0 +1,111 @@
+"""Attacks on what probes and timings observe inside the sandbox (issue: nothing the sandbox
+reports can be forged). Each attack is a wrong (or slow) solution plus a trick; it must score no
+more than the same solution without the trick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import COURSE, grade_folder
+
+pytestmark = pytest.mark.slow
+
+REFERENCE = (COURSE.solutions_dir / "ex01_tensors.py").read_text(encoding="utf-8")
+
+SLOW_MASKED_MEAN = '''
+
+def masked_mean(x, mask, dim):
+    rows = []
+    for b in range(x.shape[0]):  # a Python loop over the batch: the slow solution
+        m = mask[b].to(x.dtype)
+        while m.dim() < x[b].dim():
+            m = m.unsqueeze(-1)
+        rows.append((x[b] * m).sum(dim - 1) / m.expand_as(x[b]).sum(dim - 1).clamp_min(1))
+    return torch.stack(rows)
+'''
+
+CACHE_BY_CONTENT = '''
+
+_slow_masked_mean = masked_mean
+_cache = {}
+
+
+def masked_mean(x, mask, dim):
+    # Repetitions get fresh copies of equal inputs: remember results by content, work once.
+    key = (x.shape, float(x.sum()), float(x.view(-1)[:64].sum()), int(mask.sum()), dim)
+    if key not in _cache:
+        _cache[key] = _slow_masked_mean(x, mask, dim)
+    return _cache[key].clone()
+'''
+
+ALIASING = '''
+
+def to_tensor_batch(arrays, dtype=torch.float32, device="cpu"):
+    if len(arrays) == 1 and arrays[0].dtype == np.float64 and dtype == torch.float64:
+        return torch.from_numpy(arrays[0])[None]  # shares memory with the caller's array: the mistake
+    return torch.stack([torch.tensor(a, dtype=dtype) for a in arrays]).to(device)
+'''
+
+PATCH_EQUALITY = '''
+np.array_equal = lambda a, b, *args, **kwargs: True  # make "unchanged?" always answer yes
+'''
+
+WRAP_PROBES = '''
+import sys as _sys
+
+
+def _forge():
+    for name, module in list(_sys.modules.items()):
+        registry = getattr(module, "_REGISTRY", None)
+        if name.endswith(".probes") and isinstance(registry, dict):
+            for key, fn in list(registry.items()):
+                if key.endswith("to_tensor_batch_copy"):
+                    def wrapped(*a, _fn=fn, **k):
+                        result = _fn(*a, **k)
+                        result["shares_memory"] = False
+                        return result
+                    registry[key] = wrapped
+
+
+_forge()
+'''
+
+META_OUTPUT = '''
+
+def standardize(x, dim=0, eps=1e-5):
+    return torch.empty(x.shape, dtype=x.dtype, device="meta")  # a tensor with no values at all
+'''
+ZEROS_OUTPUT = '''
+
+def standardize(x, dim=0, eps=1e-5):
+    return torch.zeros_like(x)
+'''
+
+
+def score(tmp_path: Path, name: str, source: str, keyword: str) -> float:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "ex01_tensors.py").write_text(source, encoding="utf-8")
+    results = grade_folder(folder, ["ex01_tensors"], keyword=keyword)
+    assert results, f"no test matched {keyword!r}"
+    return sum(r.score for r in results.values())
+
+
+OPEN = pytest.mark.xfail(strict=True, reason=(
+    "open: code in the worker process can rewrite the probe registry; an observation made in-process "
+    "(memory sharing) cannot be made safe there, it needs a design that checks from outside"))
+
+
+@pytest.mark.parametrize("attack,baseline,trick,keyword", [
+    ("cache_repetitions", REFERENCE + SLOW_MASKED_MEAN, CACHE_BY_CONTENT, "masked_mean_speed"),
+    ("patch_numpy_equality", REFERENCE + ALIASING, PATCH_EQUALITY, "to_tensor_batch_is_a_copy"),
+    pytest.param("wrap_registered_probes", REFERENCE + ALIASING, WRAP_PROBES, "to_tensor_batch_is_a_copy",
+                 marks=OPEN),
+    ("meta_tensor_output", REFERENCE + ZEROS_OUTPUT, META_OUTPUT, "standardize and not speed"),
+], ids=["cache_repetitions", "patch_numpy_equality", "wrap_registered_probes", "meta_tensor_output"])
+def test_attack_gains_nothing(attack: str, baseline: str, trick: str, keyword: str, tmp_path: Path) -> None:
+    honest = score(tmp_path, "baseline", baseline, keyword)
+    forged = score(tmp_path, "attack", baseline + trick if attack != "meta_tensor_output"
+                   else REFERENCE + trick, keyword)
+    assert forged <= honest, f"{attack}: {forged} points with the trick, {honest} without"
