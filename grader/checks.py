@@ -144,9 +144,9 @@ def assert_close(
 ) -> None:
     """Shape, dtype and values of ``got`` match ``expected`` within the dtype's tolerance."""
     t = assert_tensor(got, what)
-    assert_shape(t, expected.shape, what, hint)
-    if check_dtype:
+    if check_dtype:  # dtype first: a wrong dtype often explains a wrong shape or wrong values too
         assert_dtype(t, expected.dtype, what, hint)
+    assert_shape(t, expected.shape, what, hint)
     default = tolerance_for(expected.dtype)
     tol = Tolerance(
         default.atol if atol is None else atol,
@@ -156,10 +156,10 @@ def assert_close(
     if expected.device.type == "meta":
         return  # the test asked for a result without values (the meta device): shape and dtype were all
     if t.device.type == "meta":
-        fail(Msg(f"{what}：结果在 meta 设备上，没有数值可以比较；请在要求的设备上计算真实结果",
+        fail(Msg(f"{what}：结果在 `meta` 设备上，没有数值可以比较；请在要求的设备上计算真实结果",
                  f"{what}: the result is on the meta device and has no values to compare; compute real values "
                  "on the requested device"), hint,
-             Msg("结果在 meta 设备上，没有数值", "the result is on the meta device and has no values"))
+             Msg("结果在 `meta` 设备上，没有数值", "the result is on the meta device and has no values"))
     if _matches(t, expected, tol):
         return
     g, e = t.detach().double().cpu(), expected.detach().double().cpu()
@@ -181,10 +181,12 @@ def assert_close(
         f"at index {where} (got {gv:.6g}, expected {ev:.6g}, rel error {rel_err:.3g}); relative L2 error "
         f"{rl2:.3g} (allowed atol={tol.atol:g}, rtol={tol.rtol:g}, rel-L2={tol.rel_l2:g})",
     )
+    symptom = WRONG_VALUES
     if bool((g == 0).all()) and not bool((e == 0).all()):
-        detail = detail + Msg("（输出全为 0）", "(the output is all zeros)")
+        all_zeros = Msg("（输出全为 0）", "(the output is all zeros)")
+        detail, symptom = detail + all_zeros, symptom + all_zeros
     diagnosis = _diagnose(t, mistakes, tol)
-    fail(diagnosis + detail if diagnosis else detail, hint, diagnosis + WRONG_VALUES if diagnosis else WRONG_VALUES)
+    fail(diagnosis + detail if diagnosis else detail, hint, diagnosis + symptom if diagnosis else symptom)
 
 
 def assert_number_close(got: Any, expected: float, what: str, *, atol: float, hint: Msg | None = None) -> None:
@@ -205,7 +207,7 @@ def assert_grad(got: Any, expected: torch.Tensor, what: str, hint: Msg | None = 
                  f"No gradient reached {what} (.grad is None): is the graph broken (detach, .item(), no_grad)?"),
              hint, Msg("没有梯度传到输入（.grad 为 None）：计算图是否断开？",
                        "no gradient reached an input (.grad is None): is the graph broken?"))
-    assert_close(got, expected, f"grad of {what}", hint=hint, **tolerance)
+    assert_close(got, expected, f"{what}.grad", hint=hint, **tolerance)
 
 
 def assert_no_grad(got: Any, what: str, hint: Msg | None = None) -> None:
@@ -263,7 +265,8 @@ def assert_gradcheck(
     what = f"{name}()"
     for k in range(directions):
         out = impl.call(name, *args, **kwargs)
-        assert_tensor(out, what)
+        # Finite differences in float32 say nothing about backward: a float64 input must stay float64.
+        assert_dtype(out, torch.float64, what, hint)
         v = torch.randn(out.shape, dtype=torch.float64, generator=generator)
         result = impl.vjp(name, args, grad_output=v, wrt=wrt, **kwargs)
         assert_attached(result["output"], what, hint)
@@ -273,7 +276,7 @@ def assert_gradcheck(
             if grad is None:
                 fail(Msg(f"{what}：第 {pos} 个输入没有得到梯度", f"{what}: no gradient reached input {pos}"), hint,
                      Msg(f"第 {pos} 个输入没有得到梯度", f"no gradient reached input {pos}"))
-            assert_shape(grad, args[pos].shape, f"grad of input {pos} of {what}", hint)
+            assert_shape(grad, args[pos].shape, f"{what} → grads[{pos}]", hint)
             u = torch.randn(args[pos].shape, dtype=torch.float64, generator=generator)
             u = u / torch.linalg.vector_norm(u).clamp_min(1e-12)
             us.append(u)
@@ -287,12 +290,12 @@ def assert_gradcheck(
         numeric = float(((f_plus.double() - f_minus.double()) * v).sum()) / (2 * eps)
         if abs(analytic - numeric) > atol + rtol * abs(numeric):
             fail(Msg(
-                f"{what}：反向传播的梯度与前向的数值差分不一致（方向导数：backward 得 {analytic:.6g}，"
-                f"数值差分得 {numeric:.6g}）。检查 backward 的公式，以及是否乘以 grad_output。",
+                f"{what}：反向传播的梯度与前向的数值差分不一致（方向导数：`backward` 得 {analytic:.6g}，"
+                f"数值差分得 {numeric:.6g}）。检查 `backward` 的公式，以及是否乘以 `grad_output`。",
                 f"{what}: gradients from backward disagree with finite differences of forward (directional "
                 f"derivative {analytic:.6g} from backward vs {numeric:.6g} numerically). Check the backward "
                 "formula and that it multiplies by grad_output.",
-            ), hint, Msg("反向传播的梯度与前向的数值差分不一致：检查 backward 的公式，以及是否乘以 grad_output",
+            ), hint, Msg("反向传播的梯度与前向的数值差分不一致：检查 `backward` 的公式，以及是否乘以 `grad_output`",
                          "gradients from backward disagree with finite differences of forward: check the backward "
                          "formula and that it multiplies by grad_output"))
 

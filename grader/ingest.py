@@ -258,7 +258,7 @@ def _classify(entries: list[tuple[zipfile.ZipInfo, list[str]]], expected: Sequen
             _refuse(plan, path, "*.pth 文件会改变 Python 的启动方式，不允许提交",
                     "a *.pth file changes how Python starts; it is not accepted")
         elif suffix == ".zip":
-            _ignore(plan, path, "不会打开压缩包里的压缩包：请只提交一个 `grader pack` 生成的 zip",
+            _ignore(plan, path, "不会打开压缩包里的压缩包：请只提交一个由 `grader pack` 生成的压缩包",
                     "a zip inside the zip is not opened: hand in one zip made by `grader pack`")
         elif len(folders) > MAX_DEPTH and suffix in (".py", ".ipynb"):
             _ignore(plan, path, f"位于超过 {MAX_DEPTH} 层的文件夹中，未查找", f"more than {MAX_DEPTH} folders deep: not looked at")
@@ -266,7 +266,7 @@ def _classify(entries: list[tuple[zipfile.ZipInfo, list[str]]], expected: Sequen
             meant = _exercise_near_miss(Path(name).stem, known)
             hint = f"（请提交 {meant}.py）" if meant else ""
             hint_en = f" (hand in {meant}.py)" if meant else ""
-            _ignore(plan, path, f"笔记本文件不通过这里评分：请提交 .py 练习文件，笔记本走 nbgrader 流程{hint}",
+            _ignore(plan, path, f"笔记本文件不通过这里评分：请提交 .py 练习文件，笔记本走 `nbgrader` 流程{hint}",
                     f"notebooks are not graded here: hand in the .py exercise file; notebooks go through "
                     f"the nbgrader path{hint_en}")
         elif suffix != ".py":
@@ -398,7 +398,7 @@ def extract_submission(zip_path: Path, dest: Path, limits: IngestLimits = Ingest
             try:
                 zf = zipfile.ZipFile(fp)
             except _CORRUPT as exc:
-                raise _reject(f"{name} 不是有效的 zip 文件（{exc}）。请用 `grader pack` 打包。",
+                raise _reject(f"{name} 不是有效的压缩包（{exc}）。请用 `grader pack` 打包。",
                               f"{name} is not a valid zip file ({exc}); "
                               "create it with `grader pack`.") from None
             with zf:

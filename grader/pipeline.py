@@ -104,6 +104,7 @@ def build_report(run: GradingRun, submission: Submission | None, started: float,
             submitted=run.submitted(spec.id),
             tests=by_exercise.get(spec.id, []),
             output=run.capture.text(spec.id),
+            output_truncated=run.capture.truncated(spec.id),
             problem=run.intake_problems.get(spec.id),
         )
         for spec in run.course.exercises()
@@ -112,8 +113,8 @@ def build_report(run: GradingRun, submission: Submission | None, started: float,
     warnings: list[Msg] = []
     if not run.sandbox.isolated:
         warnings.append(Msg(
-            "学生代码在普通子进程中运行，未做任何隔离（--sandbox process）。",
-            "Student code ran in a plain subprocess with no isolation (--sandbox process).",
+            "学生代码在普通子进程中运行，未做任何隔离（`--sandbox process`）。",
+            "Student code ran in a plain subprocess with no isolation (`--sandbox process`).",
         ))
     not_run = [r for r in run.results if r.status in (Status.NOT_RUN, Status.GRADER_ERROR)]
     if not_run:

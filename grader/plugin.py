@@ -193,7 +193,7 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Statu
         return Status.PASSED, None, None
     exc = excinfo.value
     if isinstance(exc, pytest.skip.Exception):  # the host lacks what the test needs: not the student's doing
-        return Status.NOT_RUN, Msg(f"未在此评测主机上运行：{exc.msg}", f"Not run on this grading host: {exc.msg}"), None
+        return Status.NOT_RUN, Msg(f"未在此评测主机上运行（原因：`{exc.msg}`）", f"Not run on this grading host: {exc.msg}"), None
     if isinstance(exc, SubmissionProblem):
         return exc.status, exc.message, exc.summary
     if isinstance(exc, CheckFailed):

@@ -64,10 +64,12 @@ class OutputCapture:
     def text(self, exercise: str) -> str:
         with self.lock:
             buf = bytes(self.by_exercise.get(exercise, b""))
-        text = buf.decode("utf-8", errors="replace")
-        if len(buf) >= self.keep_bytes:
-            text += "\n… (output truncated / 输出已截断)"
-        return text
+        return buf.decode("utf-8", errors="replace")
+
+    def truncated(self, exercise: str) -> bool:
+        """More was printed than kept (the report says so in the reader's language)."""
+        with self.lock:
+            return len(self.by_exercise.get(exercise, b"")) >= self.keep_bytes
 
 
 class _Channel:

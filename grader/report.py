@@ -71,6 +71,7 @@ class ExerciseResult:
     submitted: bool
     tests: list[TestResult] = field(default_factory=list)
     output: str = ""
+    output_truncated: bool = False  # the submission printed more than the report keeps
     problem: Msg | None = None  # why the submitted file could not be graded (intake), if so
 
     @property
@@ -90,6 +91,7 @@ class ExerciseResult:
             "score": self.score,
             "max_score": self.max_score,
             "output": self.output,
+            "output_truncated": self.output_truncated,
             "tests": [t.to_json() for t in self.tests],
         }
 

@@ -28,6 +28,7 @@ WORDS: dict[str, Msg] = {
     "total": Msg("总分", "Total"),
     "seed": Msg("种子编号", "seed id"),
     "output": Msg("捕获的输出", "captured output"),
+    "truncated": Msg("已截断", "truncated"),
     "graded": Msg("已评分的文件", "graded files"),
     "ignored": Msg("忽略的文件", "ignored files"),
     "refused": Msg("拒收的文件", "refused files"),
@@ -115,7 +116,8 @@ def print_report(report: Report, console: Console | None = None, show_passed: bo
             console.print(Text(f"  {WORDS['problem'].render(lang)}: {exercise.problem.render(lang)}", style="red"))
         _print_tests([t for t in exercise.tests if show_passed or t.status != Status.PASSED], lang, console, audience)
         if exercise.output.strip():
-            console.print(f"  [dim]{WORDS['output'].render(lang)}:[/] {_first_lines(exercise.output, 3)!r}")
+            cut = f" ({WORDS['truncated'].render(lang)})" if exercise.output_truncated else ""
+            console.print(f"  [dim]{WORDS['output'].render(lang)}{cut}:[/] {_first_lines(exercise.output, 3)!r}")
     pct = 100 * report.score / report.max_score if report.max_score else 0.0
     console.print(f"[bold]{WORDS['total'].render(lang)}: {report.score:g}/{report.max_score:g} ({pct:.1f}%)[/]"
                   f"  [dim]{WORDS['seed'].render(lang)} {report.seed_id}[/]")

@@ -84,6 +84,6 @@ def test_standardize_needs_an_absent_library(student):
     tests = {t["name"]: t for e in report["exercises"] for t in e["tests"]}
     absent = tests["test_standardize_needs_an_absent_library"]
     assert absent["status"] == "not_run" and absent["score"] == 0 and absent["max_score"] == 2
-    assert "a_library_this_host_lacks" in absent["message"]
+    assert "a_library_this_host_lacks" in absent["message"]["en"]
     ex01 = next(e for e in report["exercises"] if e["id"] == "ex01_tensors")
     assert ex01["max_score"] == sum(t["max_score"] for t in ex01["tests"])
