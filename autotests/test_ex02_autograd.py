@@ -25,7 +25,7 @@ pytestmark = pytest.mark.exercise("ex02_autograd")
 
 # -- feedback ------------------------------------------------------------------------------------------
 RETURN_FLOAT = Msg("应返回 Python float：对 0 维张量调用 .item()", "Return a Python float: call .item() on the 0-dim tensor")
-ACCUMULATE = Msg("梯度在迭代间累积：每次更新后需要清零（x.grad.zero_() 或 x.grad = None），参见 002 §5.3",
+ACCUMULATE = Msg("梯度在迭代间累积：每次更新后需要清零（`x.grad.zero_()` 或 `x.grad = None`）",
                  "Gradients accumulate across steps: zero them after each update (x.grad.zero_() or x.grad = None)")
 NON_LEAF_X = Msg("更新后 x 不再是叶子节点（它的 .grad 变成 None）：请在 torch.no_grad() 中原地更新：`x -= lr * x.grad`",
                  "x is no longer a leaf after the update (its .grad becomes None): update it in place under "

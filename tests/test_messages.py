@@ -383,3 +383,12 @@ def test_reported_exceptions_read_in_one_language(error: dict[str, str]) -> None
     message = problem_from_error(error).message
     assert not english_words(message.zh), message.zh
     assert not chinese_characters(message.en), message.en
+
+
+def test_no_message_cites_a_document_students_do_not_have() -> None:
+    """Hints cite the course's own material or nothing: no tutorial numbers or section marks
+    ("参见 002 §5.3") that only the course's authors can look up."""
+    cited = [(path, line) for path in sorted(ROOT.glob("autotests/*.py")) + sorted(ROOT.glob("grader/**/*.py"))
+             + sorted(ROOT.glob("probes/*.py"))
+             for line in path.read_text(encoding="utf-8").splitlines() if re.search(r"§|参见\s*\d{3}", line)]
+    assert not cited, cited
