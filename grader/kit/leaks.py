@@ -20,6 +20,7 @@ from grader.kit.strip import hidden_test_names
 
 MIN_LINE_CHARS = 24  # shorter reference lines (``return out``, ``x = x.float()``) say nothing about a solution
 FORBIDDEN_FOLDERS = ("solutions", ".git", "tests", "examples")
+TOOL_FOLDER = "tool/"  # the grader's wheel
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Secrets:
     hidden_tests: frozenset[str]
     reference_lines: frozenset[str]
     mutant_texts: frozenset[str]
-    extra: frozenset[str]  # names cut out by the export: hidden-only probes and parameters
+    extra: frozenset[str]  # names cut out by the export: hidden-only probes, parameters and helpers
 
 
 def _bare_header(line: str) -> bool:
@@ -96,8 +97,9 @@ def find_leaks(folder: Path, secrets: Secrets) -> list[str]:
         for kind, words, pattern in (
             ("hidden test", secrets.hidden_tests, r"(?<!\w){}(?!\w)"),
             ("mutant", secrets.mutant_texts, "{}"),
-            # a cut probe or parameter shows as its definition, a key, or a quoted name
-            ("hidden-only probe or parameter", secrets.extra, r"def\s+{0}\s*\(|^\s*{0}\s*=|[\"']{0}[\"']"),
+            # a cut probe, parameter or helper shows as its definition, a key, or a quoted name; the
+            # tool's own code (the wheel) may use the same names for its own things
+            ("hidden-only probe, parameter or helper", secrets.extra if not where.startswith(TOOL_FOLDER) else frozenset(), r"def\s+{0}\s*\(|^\s*{0}\s*=|[\"']{0}[\"']"),
         ):
             problems += [f"{where}: {kind} {word!r}" for word in sorted(words)
                          if re.search(pattern.format(re.escape(word)), text, re.MULTILINE)]

@@ -22,6 +22,7 @@ DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, 
 class StrippedModule:
     source: str
     removed: list[str] = field(default_factory=list)  # top-level names cut out
+    kept: set[str] = field(default_factory=set)  # top-level names still defined
     strings: set[str] = field(default_factory=set)  # string constants of the kept code (param names…)
     probes: set[str] = field(default_factory=set)  # probe names the kept code calls (``x.probe("name", …)``)
 
@@ -114,7 +115,8 @@ def _reduce(source: str, tree: ast.Module, roots: list[ast.stmt]) -> StrippedMod
     cut = [n for n in tree.body if not any(n is k for k in kept)]
     lines = source.splitlines(keepends=True)
     result = StrippedModule(_cut(source, [_span(n, lines) for n in cut]),
-                            removed=sorted(name for n in cut for name in _defined_names(n)))
+                            removed=sorted(name for n in cut for name in _defined_names(n)),
+                            kept={name for n in kept for name in _defined_names(n)})
     return _facts(kept, result)
 
 

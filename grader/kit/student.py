@@ -93,7 +93,9 @@ def _build(course: Course, target: Path, make_zip: bool) -> ExportResult:
     for name in ("conftest.py", "pytest.ini"):
         shutil.copyfile(course.autotests_dir / name, autotests / name)
     wanted_probes = tool_probe_names()
-    cut_names: set[str] = set()
+    cut_names: set[str] = set()  # hidden-only probes, parameters and helpers (input generators…)
+    cut_helpers: set[str] = set()
+    kept_names: set[str] = set()
     for spec in specs:
         stripped = public_tests_only((course.autotests_dir / f"test_{spec.id}.py").read_text(encoding="utf-8"))
         (autotests / f"test_{spec.id}.py").write_text(stripped.source, encoding="utf-8")
@@ -102,6 +104,8 @@ def _build(course: Course, target: Path, make_zip: bool) -> ExportResult:
         hidden = [t for t in tests if t.exercise == spec.id and t.visibility == "hidden"]
         (autotests / spec_path.name).write_text(_public_spec(spec_path, stripped.strings, hidden), encoding="utf-8")
         cut_names |= set(spec.params) - stripped.strings
+        cut_helpers |= {name for name in stripped.removed if not name.startswith("test_")}
+        kept_names |= stripped.kept
         result.counts[spec.id] = {"public": sum(t.exercise == spec.id and t.visibility == "public" for t in tests),
                                   "hidden": len(hidden)}
 
@@ -110,7 +114,10 @@ def _build(course: Course, target: Path, make_zip: bool) -> ExportResult:
         source = path.read_text(encoding="utf-8")
         kept = probes_only(source, wanted_probes)
         cut_names |= set(probe_names(source)) - wanted_probes
+        cut_helpers |= set(kept.removed)
+        kept_names |= kept.kept
         (target / "probes" / path.name).write_text(kept.source, encoding="utf-8")
+    cut_names |= cut_helpers - kept_names  # a name cut in one file but defined in another is not a leak
 
     public_data = course.root / PUBLIC_DATA
     if public_data.is_dir():
