@@ -128,3 +128,46 @@ def test_worker_environment_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert call(s, "cwd", exercise="ex01_env") != str(tmp_path)
     finally:
         s.close()
+
+
+DAEMON = '''
+import os, time
+
+
+def start_burner():
+    """Leave a CPU burner in a session of its own, where a process-group sweep does not look."""
+    reader, writer = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.write(writer, str(os.getpid()).encode())
+            end = time.time() + 120
+            while time.time() < end:
+                pass
+        os._exit(0)
+    os.close(writer)
+    return int(os.read(reader, 32))
+'''
+
+
+def test_a_daemon_in_its_own_session_does_not_outlive_the_request(tmp_path: Path) -> None:
+    """Nothing of the student's survives between requests, so it cannot slow the reference's timing:
+    a process that left its group is found through the worker's cgroup (or the sandbox's PID
+    namespace) and killed when the request ends."""
+    from grader.sandbox.cgroup import WorkerCgroup
+
+    probe_group = WorkerCgroup.create(8, 1 << 30)
+    if probe_group is None:
+        pytest.skip("no cgroup can be made here: the process backend has no way to find such daemons")
+    probe_group.remove()
+    (tmp_path / "ex05_daemon.py").write_text(DAEMON)
+    session = WorkerSession(get_sandbox("process"), WorkerLaunch(tmp_path, Limits()))
+    try:
+        pid = session.request({"op": "call", "exercise": "ex05_daemon", "name": "start_burner", "args": []}, 10)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "gone"
+        assert state in ("gone", "Z"), f"the burner {pid} is still running ({state})"
+    finally:
+        session.close()

@@ -33,6 +33,7 @@ class Zygote:
         self.replies_fd = replies_fd
         self.children: dict[str, Child] = {}
         self.sweep_all = sweep_all  # the sandbox has its own PID namespace: every stray there is ours
+        self.cgroup_procs = _own_cgroup_procs()  # a cgroup made for this worker: every process in it is ours
 
     def _sweep(self) -> None:
         """Kill processes the student left behind (forks, daemons); keep the zygote and its children.
@@ -45,6 +46,7 @@ class Zygote:
         keep = {1, os.getpid(), os.getppid()}
         owners = {c.pid: exercise for exercise, c in self.children.items()}
         tainted: set[str] = set()
+        in_cgroup = _read_pids(self.cgroup_procs) if self.cgroup_procs else set()
         for entry in os.listdir("/proc"):
             pid = int(entry) if entry.isdigit() else 0
             if not pid or pid in keep or pid in owners:
@@ -55,8 +57,8 @@ class Zygote:
             except OSError:
                 continue
             parent, group = int(fields[1]), int(fields[2])
-            if not (self.sweep_all or group in owners):
-                continue
+            if not (self.sweep_all or group in owners or pid in in_cgroup):
+                continue  # daemons that left the group (setsid) are found through the cgroup
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -176,3 +178,32 @@ class Zygote:
                 break
         for exercise in list(self.children):
             self._end(exercise)
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_PREFIX = "torch-grader-"  # the backends' per-worker cgroups (grader/sandbox/cgroup.py)
+
+
+def _own_cgroup_procs() -> str | None:
+    """``cgroup.procs`` of the cgroup the backend made for this worker, if it made one."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii", errors="replace") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if CGROUP_PREFIX not in path:
+            continue
+        base = CGROUP_ROOT if controllers == "" else f"{CGROUP_ROOT}/pids" if "pids" in controllers.split(",") else None
+        if base is not None and os.path.exists(f"{base}{path}/cgroup.procs"):
+            return f"{base}{path}/cgroup.procs"
+    return None
+
+
+def _read_pids(path: str) -> set[int]:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return {int(p) for p in handle.read().split()}
+    except (OSError, ValueError):
+        return set()
