@@ -321,7 +321,7 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
 
     ``state`` is loaded first (strict; failure → ``load_error``); ``fill_seed`` instead sets every
     state_dict entry from a seeded generator. ``head_calls`` counts how often each head module ran
-    (forward hooks).
+    (counted on each head's own ``forward``).
     """
     result: dict[str, Any] = {"error": None, "load_error": None}
     model = _multihead(impl, in_dim, hidden, heads, seed)
@@ -336,12 +336,17 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
     head_modules = _head_modules(model)
     counts = dict.fromkeys(head_modules, 0)
 
-    def counter(name: str):
-        def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+    def counting(name: str, forward: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
             counts[name] += 1
-        return hook
+            return forward(*args, **kwargs)
+        return counted
 
-    hooks = [m.register_forward_hook(counter(name)) for name, m in head_modules.items()]
+    # Count on the head module itself, not through hooks: ``head.forward(x)`` called directly, or a
+    # head class that overrides ``register_forward_hook`` or ``__call__``, would slip past a hook.
+    # What it trusts: only computing a head with ``F.linear(x, head.weight)`` by hand goes uncounted.
+    for name, module in head_modules.items():
+        object.__setattr__(module, "forward", counting(name, module.forward))
     out = None
     with contextlib.ExitStack() as stack:
         if catch:
@@ -350,8 +355,6 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
             stack.enter_context(torch.no_grad())
         for _ in range(repeats):
             out = model(x, head)
-    for h in hooks:
-        h.remove()
     result.update({"out": out, "head_calls": counts})
     return result
 

@@ -12,6 +12,14 @@ from support import COURSE, grade_folder
 pytestmark = pytest.mark.slow
 
 REFERENCE = (COURSE.solutions_dir / "ex01_tensors.py").read_text(encoding="utf-8")
+MODULES = (COURSE.solutions_dir / "ex03_modules.py").read_text(encoding="utf-8")
+SELECTED_HEAD = "        return self.heads[head](self.trunk(x))"
+ALL_HEADS_CALLED = """        features = self.trunk(x)
+        outputs = {name: module(features) for name, module in self.heads.items()}  # every head: the mistake
+        return outputs[head]"""
+ALL_HEADS_PAST_HOOKS = """        features = self.trunk(x)
+        outputs = {name: module.forward(features) for name, module in self.heads.items()}  # past any hook
+        return outputs[head]"""
 
 SLOW_MASKED_MEAN = '''
 
@@ -83,11 +91,11 @@ def standardize(x, dim=0, eps=1e-5):
 '''
 
 
-def score(tmp_path: Path, name: str, source: str, keyword: str) -> float:
+def score(tmp_path: Path, name: str, source: str, keyword: str, exercise: str = "ex01_tensors") -> float:
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "ex01_tensors.py").write_text(source, encoding="utf-8")
-    results = grade_folder(folder, ["ex01_tensors"], keyword=keyword)
+    (folder / f"{exercise}.py").write_text(source, encoding="utf-8")
+    results = grade_folder(folder, [exercise], keyword=keyword)
     assert results, f"no test matched {keyword!r}"
     return sum(r.score for r in results.values())
 
@@ -109,3 +117,14 @@ def test_attack_gains_nothing(attack: str, baseline: str, trick: str, keyword: s
     forged = score(tmp_path, "attack", baseline + trick if attack != "meta_tensor_output"
                    else REFERENCE + trick, keyword)
     assert forged <= honest, f"{attack}: {forged} points with the trick, {honest} without"
+
+
+def test_calling_heads_past_their_hooks_gains_nothing(tmp_path: Path) -> None:
+    """Running every head through ``module.forward`` (which no forward hook sees) is caught like
+    running them through ``module(x)``."""
+    assert SELECTED_HEAD in MODULES
+    keyword = "multihead_runs_only_selected_head"
+    honest = score(tmp_path, "baseline", MODULES.replace(SELECTED_HEAD, ALL_HEADS_CALLED), keyword, "ex03_modules")
+    forged = score(tmp_path, "attack", MODULES.replace(SELECTED_HEAD, ALL_HEADS_PAST_HOOKS), keyword, "ex03_modules")
+    correct = score(tmp_path, "correct", MODULES, keyword, "ex03_modules")
+    assert correct > 0 and forged <= honest == 0, (correct, honest, forged)
