@@ -319,6 +319,10 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
                       fill_seed: int | None = None, repeats: int = 1, catch: bool = False) -> dict[str, Any]:
     """``MultiHeadNet(in_dim, hidden, heads)(x, head)``, ``repeats`` times (no_grad when > 1).
 
+    Repetition ``r`` runs on ``x + r / 1024`` and ``out_total`` sums every repetition's output, so
+    a model that remembers results by input gains no time and one that skips work gets a wrong
+    total (the grader compares it with the reference's).
+
     ``state`` is loaded first (strict; failure → ``load_error``); ``fill_seed`` instead sets every
     state_dict entry from a seeded generator. ``head_calls`` counts how often each head module ran
     (counted on each head's own ``forward``).
@@ -353,9 +357,12 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
             stack.enter_context(_observe_errors(result, impl=impl))
         if repeats > 1:
             stack.enter_context(torch.no_grad())
-        for _ in range(repeats):
-            out = model(x, head)
-    result.update({"out": out, "head_calls": counts})
+        total = None
+        for repetition in range(repeats):
+            out = model(x + repetition / 1024 if repetition else x, head)
+            if repeats > 1 and isinstance(out, torch.Tensor):
+                total = out.detach().clone() if total is None else total + out.detach()
+    result.update({"out": out, "out_total": total, "head_calls": counts})
     return result
 
 

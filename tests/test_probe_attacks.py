@@ -128,3 +128,18 @@ def test_calling_heads_past_their_hooks_gains_nothing(tmp_path: Path) -> None:
     forged = score(tmp_path, "attack", MODULES.replace(SELECTED_HEAD, ALL_HEADS_PAST_HOOKS), keyword, "ex03_modules")
     correct = score(tmp_path, "correct", MODULES, keyword, "ex03_modules")
     assert correct > 0 and forged <= honest == 0, (correct, honest, forged)
+
+
+CACHED_HEADS = """        key = (x.shape, float(x.sum()), head)
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:  # remember results by input: repetitions cost nothing
+            features = self.trunk(x)
+            cache[key] = {name: module(features) for name, module in self.heads.items()}[head]
+        return cache[key]"""
+
+
+def test_remembering_results_across_timed_repetitions_gains_nothing(tmp_path: Path) -> None:
+    keyword = "multihead_speed"
+    honest = score(tmp_path, "baseline", MODULES.replace(SELECTED_HEAD, ALL_HEADS_CALLED), keyword, "ex03_modules")
+    forged = score(tmp_path, "attack", MODULES.replace(SELECTED_HEAD, CACHED_HEADS), keyword, "ex03_modules")
+    assert forged <= honest, (honest, forged)
