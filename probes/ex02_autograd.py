@@ -143,15 +143,28 @@ def time_swish(impl: ModuleType, shape: list[int], beta: float, seed: int, repea
     """For speed tests: ``repeats`` forward+backward passes of ``swish`` on inputs made here.
 
     Returns projections of the output and of the input gradient onto random directions, so
-    the grader can compare them with the reference's without shipping the tensors.
+    the grader can compare them with the reference's without shipping the tensors. Repetition
+    ``r`` runs on ``x + r / 1024`` and the projections are of the sums over all repetitions: no
+    repetition can be remembered or skipped without changing them.
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g)
     grad_output = torch.randn(shape, generator=g)
-    res: dict[str, Any] = {}
-    for _ in range(repeats):
-        res = _forward_backward(lambda t: impl.swish(t, beta), x, grad_output)
-    return _projections(project_seed, output=res.get("output"), grad=res.get("grad"))
+    totals: dict[str, Any] = {"output": None, "grad": None}
+    for repetition in range(repeats):
+        res = _forward_backward(lambda t: impl.swish(t, beta), x + repetition / 1024, grad_output)
+        for key in totals:
+            totals[key] = _accumulate(totals[key], res.get(key))
+    return _projections(project_seed, **totals)
+
+
+def _accumulate(total: Any, value: Any) -> Any:
+    """The running sum of one output over timed repetitions (a non-tensor makes it that value)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if not isinstance(total, torch.Tensor) or total.shape != value.shape:
+        return value.detach().clone()
+    return total + value.detach()
 
 
 def _projections(seed: int, **tensors: Any) -> dict[str, Any]:
@@ -229,7 +242,8 @@ def run_saliency(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tens
 
 @probe
 def time_saliency(impl: ModuleType, sizes: list[int], seed: int, repeats: int, project_seed: int) -> dict[str, Any]:
-    """For speed tests: ``repeats`` saliency calls on an MLP and a batch made here (B, D, H, C = sizes).
+    """For speed tests: ``repeats`` saliency calls on an MLP and a batch made here (B, D, H, C = sizes),
+    each on ``x + r / 1024``; the projection is of the sum of all results.
 
     ``model_calls`` counts the model's forward passes over all calls (one per call when batched).
     """
@@ -243,7 +257,7 @@ def time_saliency(impl: ModuleType, sizes: list[int], seed: int, repeats: int, p
     model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     x = torch.randn(b, d, generator=g)
     target = torch.randint(0, c, (b,), generator=g)
-    out = None
-    for _ in range(repeats):
-        out = impl.input_saliency(model, x.clone(), target.clone())
-    return {**_projections(project_seed, output=out), "model_calls": calls[0]}
+    total = None
+    for repetition in range(repeats):  # an input of its own each time, and the sum of all results
+        total = _accumulate(total, impl.input_saliency(model, x + repetition / 1024, target.clone()))
+    return {**_projections(project_seed, output=total), "model_calls": calls[0]}
