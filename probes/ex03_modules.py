@@ -251,11 +251,8 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
     result["state_keys"] = list(model.state_dict().keys())
     if dtype is not None:
         model = model.to(dtype)
-    if state is not None:
-        with _observe_errors(result, "load_error"):
-            model.load_state_dict(state)
-        if result["load_error"] is not None:
-            return result
+    if state is not None and not _load_state(model, state, result):
+        return result
     if device is not None:
         model = model.to(device)
     model.train(train)
@@ -280,6 +277,13 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
 def _multihead(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return impl.MultiHeadNet(in_dim, hidden, dict(heads))
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], result: dict[str, Any]) -> bool:
+    """Load ``state`` strictly; False, with ``result["load_error"]`` saying why, when the model refuses it."""
+    with _observe_errors(result, "load_error"):
+        model.load_state_dict(state)
+    return result["load_error"] is None
 
 
 def _head_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -330,11 +334,8 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
     result: dict[str, Any] = {"error": None, "load_error": None}
     model = _multihead(impl, in_dim, hidden, heads, seed)
     result["state_keys"] = sorted(model.state_dict().keys())
-    if state is not None:
-        with _observe_errors(result, "load_error"):
-            model.load_state_dict(state)
-        if result["load_error"] is not None:
-            return result
+    if state is not None and not _load_state(model, state, result):
+        return result
     if fill_seed is not None:
         _fill(model, fill_seed)
     head_modules = _head_modules(model)
