@@ -60,7 +60,6 @@ _FILE_MODE = 0o644
 _DIR_MODE = 0o755
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DRIVE = re.compile(r"^[A-Za-z]:")
-codecs_BOM_UTF8 = b"\xef\xbb\xbf"
 # What the zip module raises for damaged or unreadable data; all mean "corrupt archive".
 _CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
             NotImplementedError, RuntimeError, ValueError)
@@ -370,7 +369,7 @@ def unreadable_source(data: bytes) -> str | None:
     lines = iter(data.splitlines(keepends=True))
     try:
         encoding, _ = tokenize.detect_encoding(lambda: next(lines, b""))
-        data.decode(encoding.replace("-sig", "") if data.startswith(codecs_BOM_UTF8) else encoding)
+        data.decode(encoding)  # "utf-8-sig" when there is a BOM: it drops the mark itself
     except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
         return str(exc).splitlines()[0][:200]
     return None
