@@ -89,13 +89,19 @@ def test_to_tensor_batch_values(student, rng):
 
 @graded(task="to_tensor_batch", kind="accuracy", points=1, visibility="hidden")
 def test_to_tensor_batch_is_a_copy(student, rng):
-    """Changing the result leaves the input arrays untouched (one array or several, any dtype)."""
+    """The result is a copy: changing the input arrays afterwards leaves it as it was (one array or
+    several, any dtype). The probe changes the arrays after the call and returns the result; a
+    result that shares their memory shows the change."""
     for n, dtype in ((1, torch.float64), (2, torch.float64), (1, torch.float32)):
         arrays = _arrays(rng, n=n)
         res = student.probe("to_tensor_batch_copy", arrays=arrays, kwargs={"dtype": dtype})
-        checks.assert_close(res["out"], torch.tensor(np.stack(arrays), dtype=dtype),
-                            f"to_tensor_batch(arrays, dtype={dtype}), len(arrays) = {n}")
-        checks.assert_true(not res["shares_memory"], SHARES_MEMORY)
+        expected = torch.tensor(np.stack(arrays), dtype=dtype)
+        out = res["out"]
+        if isinstance(out, torch.Tensor) and out.shape == expected.shape and out.dtype == dtype and out.numel():
+            shift = out.double() - expected.double()  # the same whole number everywhere: the arrays' change
+            checks.assert_true(not (bool((shift == shift.flatten()[0]).all()) and float(shift.flatten()[0]) >= 1),
+                               SHARES_MEMORY)
+        checks.assert_close(out, expected, f"to_tensor_batch(arrays, dtype={dtype}), len(arrays) = {n}")
 
 
 @graded(task="to_tensor_batch", kind="accuracy", points=1, visibility="hidden")

@@ -853,19 +853,33 @@ def test_multihead_devices_and_names(student, rng):
 
 
 @graded(task="MultiHeadNet", kind="speed", points=1, visibility="hidden")
-def test_multihead_runs_only_selected_head(student, rng):
-    """A forward pass calls the selected head's module and no other head module."""
-    heads = {"a": 3, "b": 5, "c": 2, "d": 4}
-    x = torch.randn(3, 7, generator=rng)
-    for head in ("b", "d"):
-        res = student.probe("multihead_forward", in_dim=7, hidden=10, heads=heads, x=x, head=head, seed=_seed(rng))
-        calls = res["head_calls"]
-        checks.assert_true(sorted(calls) == sorted(heads), Msg(
-            f"在 model.heads 中找到的头为 {sorted(calls)}，应为 {sorted(heads)}",
-            f"model.heads holds the heads {sorted(calls)}, expected {sorted(heads)}"), HEAD_KEYS)
-        others = {name: n for name, n in calls.items() if name != head and n}
-        checks.assert_true(not others, Msg(f"forward(x, {head!r}) 还运行了这些头：{others}",
-                                           f"forward(x, {head!r}) also ran these heads: {others}"), ONLY_SELECTED)
+def test_multihead_runs_only_selected_head(student, reference_worker, spec, rng):
+    """With many large heads and a small trunk, a forward pass costs no more than a few times the
+    reference's, which computes the selected head only.
+
+    Judged from outside: the grader times both workers and checks every output against the
+    reference's. Not against the student's own one-head model: a submission could slow that one
+    down on purpose. The probe's count of head calls is not used (it is an observation made next
+    to student code).
+    """
+    p = spec.param("selected_head_cost")
+    fill_seed = _seed(rng)
+    heads = {f"task{i}": p["head_out"] for i in range(p["heads"])}
+
+    def run(impl):
+        return lambda x: impl.probe("multihead_forward", in_dim=p["in_dim"], hidden=p["hidden"], heads=heads,
+                                    x=x, head="task0", fill_seed=fill_seed, repeats=p["repeats"])
+
+    def check(got: dict, want: dict) -> None:
+        checks.assert_close(got["out"], want["out"], "MultiHeadNet(x, 'task0')", atol=1e-4)
+        checks.assert_close(got["out_total"], want["out_total"], "sum(MultiHeadNet(x + r / 1024, 'task0'))",
+                            atol=1e-3)
+
+    result = compare_speed(run(student), run(reference_worker),
+                           lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
+                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
+    # With a small trunk the heads are nearly all of the cost: a slow forward here is the heads.
+    assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward", hint=ONLY_SELECTED)
 
 
 @graded(task="MultiHeadNet", kind="speed", points=1, visibility="hidden")
@@ -890,7 +904,7 @@ def test_multihead_speed(student, reference_worker, spec, rng):
 
     result = compare_speed(run(student), run(reference_worker),
                            lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
-                           rounds=spec.param("speed_rounds"))
+                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
     # "compute only the selected head" only when the other heads were seen running
     assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward",
                  hint=ONLY_SELECTED if any(others_ran) else None)

@@ -63,6 +63,10 @@ class RemoteImplementation(Implementation):
             timeout = max(0.5, min(timeout, self.deadline - time.monotonic()))
         return self.session.request({**request, "exercise": self.exercise}, timeout)
 
+    def last_cost(self) -> dict[str, float] | None:
+        """CPU and wall seconds the worker says its last request took (trust it only for the reference)."""
+        return self.session.last_cost
+
 
 class LocalImplementation(Implementation):
     """The reference module, run in the grader's own process (it is trusted)."""

@@ -22,7 +22,7 @@ from grader.grading import GradingRun
 from grader.i18n import Msg
 from grader.implementations import LocalImplementation, RemoteImplementation
 from grader.report import TestResult
-from grader.verdicts import CheckFailed, Status, SubmissionProblem
+from grader.verdicts import CheckFailed, HostBusy, Status, SubmissionProblem
 
 KINDS = ("shape", "gradient", "accuracy", "speed")
 VISIBILITIES = ("public", "hidden")
@@ -194,6 +194,8 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Statu
     exc = excinfo.value
     if isinstance(exc, pytest.skip.Exception):  # the host lacks what the test needs: not the student's doing
         return Status.NOT_RUN, Msg(f"未在此评测主机上运行（原因：`{exc.msg}`）", f"Not run on this grading host: {exc.msg}"), None
+    if isinstance(exc, HostBusy):  # the machine, not the submission: not scored, and said so
+        return Status.NOT_RUN, exc.message, None
     if isinstance(exc, SubmissionProblem):
         return exc.status, exc.message, exc.summary
     if isinstance(exc, CheckFailed):

@@ -158,6 +158,9 @@ class WorkerSession:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._import_failures: dict[str, SubmissionProblem] = {}
+        # What the last request cost the worker, as the worker says (cpu_s, wall_s): believed only
+        # for the reference's worker, which runs no student code.
+        self.last_cost: dict[str, float] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def _start(self) -> _Channel:
@@ -279,6 +282,8 @@ class WorkerSession:
             self._discard(channel)
             raise CallTimedOut(Msg("工作进程不再接收请求，已终止", "The worker stopped accepting requests and was stopped"))
         reply = self._await(channel, request_id, timeout, during)
+        cost = reply.get("cost")
+        self.last_cost = cost if isinstance(cost, dict) else None
         if reply.get("ok"):
             return reply.get("value")
         error = reply.get("error") or {}

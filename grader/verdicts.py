@@ -62,6 +62,15 @@ class WorkerDied(SubmissionProblem):
     status = Status.CRASHED
 
 
+class HostBusy(Exception):
+    """The grading host was too busy to time a speed test fairly: the test is not scored (not run),
+    never failed. ``message`` says so in both languages."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(str(message))
+        self.message = message
+
+
 class HostFault(RuntimeError):
     """The grading host cannot grade (worker does not start, reference missing, image absent…).
 

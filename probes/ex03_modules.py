@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 import warnings
+import zlib
 from types import ModuleType
 from typing import Any
 
@@ -307,13 +308,12 @@ def _all_params(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
 
 
 def _fill(model: nn.Module, seed: int) -> None:
-    """Deterministic values for every state_dict entry, drawn in the order of the sorted key names."""
-    g = torch.Generator().manual_seed(seed)
-    state = model.state_dict()
+    """Deterministic values for every state_dict entry, each from a generator seeded by its own key
+    name: a key holds the same values whichever other heads the model has."""
     with torch.no_grad():
-        for name in sorted(state):
-            t = state[name]
+        for name, t in model.state_dict().items():
             if t.is_floating_point():
+                g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
                 t.copy_(torch.randn(t.shape, generator=g) * 0.2)
 
 
@@ -330,6 +330,12 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
     ``state`` is loaded first (strict; failure → ``load_error``); ``fill_seed`` instead sets every
     state_dict entry from a seeded generator. ``head_calls`` counts how often each head module ran
     (counted on each head's own ``forward``).
+
+    What it trusts: ``out`` and ``out_total`` are values the grader compares with the reference's,
+    so they cannot be forged without computing them. ``head_calls`` is an observation made next to
+    student code (the submission could reach and rewrite the counter): tests use it only to choose
+    a hint. Whether other heads ran is judged from outside, by timing (cost must not grow with the
+    number of heads).
     """
     result: dict[str, Any] = {"error": None, "load_error": None}
     model = _multihead(impl, in_dim, hidden, heads, seed)

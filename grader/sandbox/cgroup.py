@@ -1,6 +1,6 @@
 """A cgroup per worker, where the host lets us make one: process and memory caps that hold for
-root too (RLIMIT_NPROC does not), and a reliable way to kill everything a worker started,
-daemons that left its process group included.
+root too (RLIMIT_NPROC does not), a CPU quota (where the cpu controller is available), and a
+reliable way to kill everything a worker started, daemons that left its process group included.
 
 Works with cgroup v1 (``pids`` and ``memory`` hierarchies) and v2 (one unified hierarchy). Where
 neither is writable, :meth:`WorkerCgroup.create` returns None and the backends fall back to
@@ -30,21 +30,29 @@ class WorkerCgroup:
     memory_dir: Path | None
     version: int
 
+    cpu_capped: bool = False
+
     @classmethod
-    def create(cls, processes: int, memory_bytes: int) -> "WorkerCgroup | None":
+    def create(cls, processes: int, memory_bytes: int, cpus: float | None = None) -> "WorkerCgroup | None":
+        """A new cgroup with these caps; ``cpus`` (a CPU quota, e.g. 1.0) is applied where the cpu
+        controller is available, so a worker's threads cannot take more than its share of the host."""
         name = PREFIX + secrets.token_hex(6)
+        period = 100_000
         try:
             if (ROOT / "cgroup.controllers").exists():  # v2 mounted at the root
-                controllers = (ROOT / "cgroup.subtree_control").read_text().split()
-                if not {"pids", "memory"} <= set(controllers):
+                controllers = set((ROOT / "cgroup.subtree_control").read_text().split())
+                if not {"pids", "memory"} <= controllers:
                     return None
                 group = ROOT / name
                 group.mkdir()
                 _write(group / "pids.max", str(processes))
                 _write(group / "memory.max", str(memory_bytes))
                 _write(group / "memory.swap.max", "0")
-                return cls([group], group, 2)
-            pids, memory = ROOT / "pids" / name, ROOT / "memory" / name
+                capped = cpus is not None and "cpu" in controllers
+                if capped:
+                    _write(group / "cpu.max", f"{int(cpus * period)} {period}")
+                return cls([group], group, 2, capped)
+            pids, memory, cpu = ROOT / "pids" / name, ROOT / "memory" / name, ROOT / "cpu" / name
             if not (ROOT / "pids").is_dir() or not (ROOT / "memory").is_dir():
                 return None
             pids.mkdir()
@@ -55,7 +63,18 @@ class WorkerCgroup:
                 _write(memory / "memory.memsw.limit_in_bytes", str(memory_bytes))  # no swap either
             except OSError:
                 pass
-            return cls([pids, memory], memory, 1)
+            dirs = [pids, memory]
+            capped = False
+            if cpus is not None and (ROOT / "cpu" / "cpu.cfs_quota_us").exists():
+                try:
+                    cpu.mkdir()
+                    _write(cpu / "cpu.cfs_period_us", str(period))
+                    _write(cpu / "cpu.cfs_quota_us", str(int(cpus * period)))
+                    dirs.append(cpu)
+                    capped = True
+                except OSError:
+                    pass  # no quota here: the other caps still hold
+            return cls(dirs, memory, 1, capped)
         except OSError:
             return None
 
@@ -119,7 +138,7 @@ class WorkerCgroup:
 
 def remove_leftovers() -> None:
     """Remove empty cgroups left by a grader that crashed; busy ones may belong to a live grader."""
-    for parent in (ROOT, ROOT / "pids", ROOT / "memory"):
+    for parent in (ROOT, ROOT / "pids", ROOT / "memory", ROOT / "cpu"):
         if not parent.is_dir():
             continue
         for group in parent.glob(PREFIX + "*"):

@@ -66,7 +66,7 @@ def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None, nproc: int | None
 
 
 def spawn(command: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, scratch: Path) -> SubprocessWorker:
-    cgroup = WorkerCgroup.create(limits.processes, limits.memory_bytes)
+    cgroup = WorkerCgroup.create(limits.processes, limits.memory_bytes, limits.cpus)
     nproc = process_rlimit(limits, cgroup)
     proc = subprocess.Popen(
         command,

@@ -5,6 +5,8 @@ its own, so one exercise that patches torch, leaks threads or crashes cannot tou
 and a crashed child costs a fork (milliseconds) instead of a new sandbox (seconds: a container
 start re-imports torch). The zygote relays frames between the grader and the child without
 decoding their tensors, and on the grader's ``abort`` (a deadline passed) kills the child.
+Between requests a child is stopped (SIGSTOP, every thread of it) and its strays are killed, so
+nothing of the student's can use the CPU while the grader times the reference.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class Zygote:
         except OSError as exc:  # e.g. the process limit is used up
             self._error(request_id, "fork_failed", f"could not start a process: {exc}")
             return True
+        _signal_group(child.pid, signal.SIGCONT)
         try:
             wire.write_all(child.to_child, raw)
         except OSError:
@@ -146,6 +149,10 @@ class Zygote:
                     code, sig = self._end(exercise)
                     self._error(request_id, "died", "the process ended", exit_code=code, signal=sig)
                     return True
+                # Between its requests nothing of the student's runs: the child (every thread of it)
+                # and its process group are stopped, other strays are killed, so the reference's
+                # timing, which happens now, cannot be disturbed by work left running here.
+                _signal_group(child.pid, signal.SIGSTOP)
                 self._sweep()
                 wire.write_all(self.replies_fd, reply)
                 return True
@@ -178,6 +185,17 @@ class Zygote:
                 break
         for exercise in list(self.children):
             self._end(exercise)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the child's process group (the child itself when it has not made one yet)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 CGROUP_ROOT = "/sys/fs/cgroup"
