@@ -251,6 +251,7 @@ def build_transforms(train: bool, size: int = 32,
       PIL 图像上（在 ``ToTensor`` 之前）。
     - 最后都是 ``ToTensor()``（像素缩放到 [0, 1]）→ ``Normalize(mean, std)``。``Normalize`` 作用于
       张量，必须放在 ``ToTensor`` 之后。
+    - ``transforms.v2`` 返回的 ``tv_tensors.Image``（``torch.Tensor`` 的子类）也可以。
     - 随机操作使用 PyTorch 的全局随机数（torchvision 默认如此），因此 ``torch.manual_seed`` 之后
       训练变换的结果可以复现。
 
@@ -269,6 +270,7 @@ def build_transforms(train: bool, size: int = 32,
       image non-square). Resize the PIL image (before ``ToTensor``).
     - Both end with ``ToTensor()`` (pixels scaled to [0, 1]) → ``Normalize(mean, std)``.
       ``Normalize`` works on tensors, so it comes after ``ToTensor``.
+    - A ``tv_tensors.Image`` (the ``torch.Tensor`` subclass ``transforms.v2`` returns) is fine too.
     - The random steps draw from PyTorch's global random state (torchvision's default), so after
       ``torch.manual_seed`` the training transform's output is reproducible.
     """

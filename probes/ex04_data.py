@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - the image tests are skipped where Pill
 _get_rng_state, _manual_seed = torch.random.get_rng_state, torch.manual_seed
 _mkdtemp, _rmtree, _makedirs, _relpath = tempfile.mkdtemp, shutil.rmtree, os.makedirs, os.path.relpath
 _from_numpy, _asarray, _ascontiguous = torch.from_numpy, np.asarray, np.ascontiguousarray
-_clone = torch._C.TensorBase.clone
+_clone, _as_subclass = torch._C.TensorBase.clone, torch._C.TensorBase.as_subclass
 _fromarray = _Image.fromarray if _Image is not None else None
 
 
@@ -362,6 +362,18 @@ def _pil(image: dict[str, Any]) -> Any:
     return _fromarray(_ascontiguous(image["pixels"].numpy()))  # (H, W) gives mode L, (H, W, 3) mode RGB
 
 
+def _transformed(value: Any) -> Any:
+    """A transform's output as data: a ``tv_tensors.Image`` (what ``transforms.v2`` returns) as a
+    plain tensor of the same values; anything else as ``_plain`` sends it. The grader judges the
+    values only, so reading them through the subclass trusts nothing."""
+    if type(value) is not torch.Tensor and isinstance(value, torch.Tensor):
+        from torchvision import tv_tensors
+
+        if type(value) is tv_tensors.Image:
+            return _plain(_as_subclass(value, torch.Tensor))
+    return _plain(value)
+
+
 @probe
 def transform_outputs(impl: ModuleType, train: bool, images: list[dict[str, Any]], seeds: list[int],
                       kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -382,7 +394,7 @@ def transform_outputs(impl: ModuleType, train: bool, images: list[dict[str, Any]
             row = []
             for seed in seeds:
                 _manual_seed(seed)
-                row.append(_plain(tf(_pil(image))))
+                row.append(_transformed(tf(_pil(image))))
             outs.append(row)
         result["outs"] = outs
     return result
@@ -401,5 +413,6 @@ def transform_fakedata(impl: ModuleType, train: bool, n: int, image_size: list[i
         tf = impl.build_transforms(train, **(kwargs or {}))
         dataset = FakeData(size=n, image_size=tuple(image_size), transform=tf, random_offset=0)
         _manual_seed(0)
-        result["batches"] = [_plain(list(b)) for b in DataLoader(dataset, batch_size=batch_size, num_workers=0)]
+        result["batches"] = [[_transformed(x), _plain(y)]
+                             for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=0)]
     return result
