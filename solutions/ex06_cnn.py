@@ -45,9 +45,10 @@ class LeNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 6, 5)
         self.conv2 = nn.Conv2d(6, 16, 5)
-        side = flatten_dim((input_size, input_size),
-                           [{"kind": "conv", "kernel": 5}, {"kind": "pool", "kernel": 2}] * 2, 1)
-        self.fc1 = nn.Linear(16 * side, 120)
+        side = input_size
+        for _ in range(2):
+            side = (side - 4) // 2  # a 5x5 convolution without padding, then 2x2 max pooling
+        self.fc1 = nn.Linear(16 * side * side, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
