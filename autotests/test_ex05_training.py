@@ -66,6 +66,8 @@ OPT_ONCE = Msg("优化器应在循环之前只创建一次：每轮重新创建 
                "Create the optimizer once, before the loop: a new Adam every epoch loses its moment estimates")
 HISTORY = Msg("返回的字典应包含 train_loss、val_loss、val_acc（每轮一个 float）、best_acc 和 best_state",
               "The returned dict holds train_loss, val_loss, val_acc (one float per epoch), best_acc and best_state")
+ACC_SAMPLES = Msg("准确率 = 预测正确的样本数 / 样本总数 N（不是批次数）", "Accuracy = correct predictions / number of samples N "
+                  "(not the number of batches)")
 ONE_VAL_PASS = Msg("每轮只评估一次：evaluate(model, val_loader, ...) 遍历 val_loader 一遍",
                    "Evaluate once per epoch: evaluate(model, val_loader, ...) goes through val_loader once")
 ES_RESET = Msg("有改善时 `counter` 应清零", "Reset counter to 0 on an improvement")
@@ -190,6 +192,7 @@ class Replay:
     accs: list[float] = field(default_factory=list)
     mean_of_means: list[float] = field(default_factory=list)
     means_over_n: list[float] = field(default_factory=list)
+    acc_over_batches: list[float] = field(default_factory=list)
 
 
 def _replay_training(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -217,6 +220,7 @@ def _replay_training(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, 
         out_.accs.append(correct / n)
         out_.mean_of_means.append(sum(means) / len(means))
         out_.means_over_n.append(sum(means) / n)
+        out_.acc_over_batches.append(correct / len(means))
     return out_
 
 
@@ -275,7 +279,8 @@ def test_train_epoch_weighted_loss_and_accuracy(student, rng):
         loss, acc = _pair(res["returned"][epoch], what)
         _number(loss, expected.losses[epoch], f"{what}[0] #{epoch + 1}",
                 {WEIGHTED: expected.mean_of_means[epoch], Msg(WEIGHTED.zh, WEIGHTED.en + " "): expected.means_over_n[epoch]})
-        _number(acc, expected.accs[epoch], f"{what}[1] #{epoch + 1}", tol=1e-12)
+        _number(acc, expected.accs[epoch], f"{what}[1] #{epoch + 1}", {ACC_SAMPLES: expected.acc_over_batches[epoch]},
+                tol=1e-12)
 
 
 @graded(task="train_epoch", kind="accuracy", points=2, visibility="public")
@@ -351,17 +356,19 @@ def _bn_eval(x: torch.Tensor, bn: dict[str, torch.Tensor] | None) -> torch.Tenso
     return (x - bn["running_mean"]) / torch.sqrt(bn["running_var"] + 1e-5)
 
 
-def _eval_expected(problem: dict[str, torch.Tensor], batch_size: int, bn: dict[str, torch.Tensor] | None = None,
-                   argmax_dim: int = 1) -> tuple[float, float]:
-    """Weighted loss and accuracy of ``Linear(BN_eval(x))`` over unshuffled batches."""
+def _eval_expected(problem: dict[str, torch.Tensor], batch_size: int,
+                   bn: dict[str, torch.Tensor] | None = None) -> tuple[float, float, float]:
+    """Weighted loss and accuracy of ``Linear(BN_eval(x))`` over unshuffled batches, and the mean of
+    the batch means (the mistake)."""
     x, y = problem["x"], problem["y"]
-    total, correct = 0.0, 0
+    total, correct, means = 0.0, 0, []
     for start in range(0, len(y), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         out = F.linear(_bn_eval(xb, bn), problem["weight"], problem["bias"])
-        total += F.cross_entropy(out, yb).item() * len(yb)
+        means.append(F.cross_entropy(out, yb).item())
+        total += means[-1] * len(yb)
         correct += int((out.argmax(1) == yb).sum())
-    return total / len(y), correct / len(y)
+    return total / len(y), correct / len(y), sum(means) / len(means)
 
 
 def _evaluate(student, problem: dict[str, torch.Tensor], what: str, **kwargs: Any) -> dict[str, Any]:
@@ -371,7 +378,7 @@ def _evaluate(student, problem: dict[str, torch.Tensor], what: str, **kwargs: An
     return res
 
 
-def _check_eval_values(res: dict[str, Any], expected: tuple[float, float], what: str) -> None:
+def _check_eval_values(res: dict[str, Any], expected: tuple[float, float, float], what: str) -> None:
     in_train_mode = any(train for train, _ in res["seen"])
     hint = EVAL_MODE if in_train_mode else None  # observed next to student code: a hint only
     for i, got in enumerate(res["returned"]):
@@ -381,7 +388,7 @@ def _check_eval_values(res: dict[str, Any], expected: tuple[float, float], what:
             checks.fail(Msg(f"{label}：得到 ({loss:.6g}, {acc:.6g})，期望 ({expected[0]:.6g}, {expected[1]:.6g})",
                             f"{label}: got ({loss:.6g}, {acc:.6g}), expected ({expected[0]:.6g}, {expected[1]:.6g})"),
                        hint)
-        _number(loss, expected[0], f"{label}[0]")
+        _number(loss, expected[0], f"{label}[0]", {WEIGHTED: expected[2]})
         _number(acc, expected[1], f"{label}[1]", tol=1e-12)
 
 
@@ -561,8 +568,8 @@ def test_fit_learns_blobs(student, spec, rng):
 
 @graded(task="fit", kind="gradient", points=2, visibility="hidden")
 def test_fit_trajectory_matches_reference(student, reference_worker, spec, rng):
-    """In float64 the weights after every epoch, the final weights and the recorded losses and
-    accuracies equal the reference's (one Adam for the whole run, train then evaluate each epoch)."""
+    """In float64 the weights after every epoch and the final weights equal the reference's (one Adam
+    for the whole run, train then evaluate each epoch); best_acc is the best validation accuracy."""
     p = spec.param("fit_degrading")
     problem = _degrading_problem(rng, p)
     what = f"fit(model, train_loader, val_loader, {p['epochs']})"
@@ -576,11 +583,37 @@ def test_fit_trajectory_matches_reference(student, reference_worker, spec, rng):
         for name in ("weight", "bias"):
             checks.assert_close(mine[name], theirs[name], f"model.{name} (fit() #{epoch + 1})", atol=1e-10, rtol=1e-10,
                                 rel_l2=1e-10, hint=OPT_ONCE if first_right and epoch > 0 else None)
-    for key in ("train_loss", "val_loss", "val_acc"):
-        checks.assert_close(torch.tensor(history[key], dtype=torch.float64),
-                            torch.tensor(want["history"][key], dtype=torch.float64), f"{what}[{key!r}]", atol=1e-10,
-                            rtol=1e-10, rel_l2=1e-10)
-    _number(float(history["best_acc"]), float(want["history"]["best_acc"]), f"{what}['best_acc']", tol=1e-12)
+    # The recorded numbers come from train_epoch and evaluate, graded in their own tasks: here only
+    # best_acc, which must be the best validation accuracy of the epochs (recomputed from the weights).
+    best = max(_val_accuracy(snap, problem["x_val"], problem["y_val"]) for snap in got["snapshots"])
+    _number(float(history["best_acc"]), best, f"{what}['best_acc']", tol=1e-12)
+    for name in ("weight", "bias"):
+        checks.assert_close(got["final"][name], want["final"][name], f"model.{name}", atol=1e-10, rtol=1e-10,
+                            rel_l2=1e-10, hint=BEST_RELOAD)
+
+
+@graded(task="fit", kind="accuracy", points=1, visibility="hidden")
+def test_fit_keeps_earliest_of_tied_epochs(student, spec, rng):
+    """Validation points far from the decision boundary stay correct in every epoch: all epochs tie, so
+    the model must end with the weights of the first one."""
+    p = {**spec.param("fit_degrading"), "lr": spec.param("fit_tie_lr")}
+    problem = _degrading_problem(rng, p)
+    k = p["classes"]
+    problem["x_val"] = problem["weight"].repeat(2, 1) * spec.param("fit_tie_scale")
+    problem["y_val"] = torch.arange(k).repeat(2)
+    what = f"fit(model, train_loader, val_loader, {p['epochs']})"
+    res = _fit(student, problem, p)
+    _history(res, p["epochs"], what)
+    snapshots = res["snapshots"]
+    checks.assert_true(len(snapshots) == p["epochs"], Msg(
+        f"{what}：val_loader 被遍历了 {len(snapshots)} 次", f"{what}: val_loader was iterated {len(snapshots)} times"),
+        ONE_VAL_PASS)
+    accs = [_val_accuracy(s, problem["x_val"], problem["y_val"]) for s in snapshots]
+    best = accs.index(max(accs))
+    tied_later = any(_same(res["final"]["weight"], snapshots[i]["weight"]) for i, a in enumerate(accs)
+                     if a == accs[best] and i > best)
+    checks.assert_close(res["final"]["weight"], snapshots[best]["weight"], "model.weight", atol=1e-12, rtol=1e-12,
+                        rel_l2=1e-12, hint=BEST_STRICT if tied_later else BEST_RELOAD)
 
 
 @graded(task="fit", kind="shape", points=1, visibility="hidden")
@@ -649,10 +682,12 @@ def _expected_stops(losses: list[float], patience: int, min_delta: float, *, res
     """The rule (keyword arguments switch on common mistakes); the calls until the first stop, and the best call."""
     best, counter, stop, best_call, calls = None, 0, False, None, []
     for i, loss in enumerate(losses):
-        if best is None:
-            improved = nan_improves or not math.isnan(loss)
+        if nan_improves:  # written as not (loss >= best - min_delta)
+            improved = best is None or not loss >= best - min_delta
+        elif best is None:
+            improved = not math.isnan(loss)
         elif math.isnan(loss):
-            improved = nan_improves
+            improved = False
         else:
             improved = loss < best - min_delta if strict else loss <= best - min_delta
         if improved:
@@ -836,7 +871,9 @@ def _clip_problem(rng: torch.Generator, n: int = 16, d: int = 5, h: int = 7, k: 
     return state, x, y
 
 
-CLIP_TOL = {"atol": 1e-10, "rtol": 1e-5, "rel_l2": 1e-5}  # allows the 1e-6 of clip_grad_norm_'s max_norm / (norm + 1e-6)
+# Allows the 1e-6 in clip_grad_norm_'s max_norm / (norm + 1e-6): a clip written by hand as max_norm / norm
+# is right too (norms here are 0.1 to 10, so that differs by 1e-5 at most); the mistakes differ by 5 % or more.
+CLIP_TOL = {"atol": 1e-10, "rtol": 1e-4, "rel_l2": 1e-4}
 
 
 def _check_clipped_step(res: dict[str, Any], state: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],

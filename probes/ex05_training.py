@@ -78,23 +78,20 @@ class NotOnDevice(RuntimeError):
 class _Gate(nn.Module):
     """A deterministic stand-in for dropout: multiplies by ``scale`` in train mode, identity in eval.
 
-    It records, per call, the mode and grad mode it ran in (hints only), keeps its last output (its
-    autograd facts show whether a graph was built) and refuses inputs that were not moved to the device.
+    It records, per call, the mode and grad mode it ran in (hints only) and refuses inputs that were
+    not moved to the device.
     """
 
     def __init__(self, scale: float) -> None:
         super().__init__()
         self.scale = scale
         self.seen: list[list[bool]] = []
-        self.last_output: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append([bool(self.training), bool(_grad_enabled())])
         if _unmoved(x):
             raise NotOnDevice("the model received inputs that were not moved with .to(device)")
-        out = x * self.scale if self.training else x
-        self.last_output = out
-        return out
+        return x * self.scale if self.training else x
 
 
 class _Criterion(nn.Module):
@@ -117,6 +114,17 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, host_tensors: boo
                       collate_fn=_host_collate if host_tensors else None)
 
 
+class _Net(nn.Sequential):
+    """A Sequential that keeps its last output: the tensor it made, with the autograd facts of its forward pass."""
+
+    last_output: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        self.last_output = out
+        return out
+
+
 def _gated_linear(weight: torch.Tensor, bias: torch.Tensor, scale: float,
                   bn: dict[str, torch.Tensor] | None = None) -> nn.Sequential:
     """``Gate(scale) → [BatchNorm1d] → Linear`` in the dtype of ``weight``, with the given values."""
@@ -125,7 +133,7 @@ def _gated_linear(weight: torch.Tensor, bias: torch.Tensor, scale: float,
     if bn is not None:
         layers.append(nn.BatchNorm1d(d))
     layers.append(nn.Linear(d, k))
-    model = nn.Sequential(*layers).to(weight.dtype)
+    model = _Net(*layers).to(weight.dtype)
     with torch.no_grad():
         model[-1].weight.copy_(weight)
         model[-1].bias.copy_(bias)
@@ -224,8 +232,8 @@ def run_evaluate(impl: ModuleType, weight: torch.Tensor, bias: torch.Tensor, x: 
     What it trusts: the verdict rests on data the student's code cannot fake without doing the right
     thing: the gate and BatchNorm change the values unless the model is in eval mode (the test
     computes the eval-mode loss and accuracy itself), the statistics are read from the BatchNorm
-    buffers after the call, and the last output is the tensor the trusted gate made, so it requires
-    grad exactly when the forward pass ran with grad enabled.
+    buffers after the call, and the last output is the logits tensor the trusted model made, so it
+    requires grad exactly when the forward pass ran with grad enabled.
     """
     model = _gated_linear(weight, bias, scale, bn)
     model.train()
@@ -241,7 +249,7 @@ def run_evaluate(impl: ModuleType, weight: torch.Tensor, bias: torch.Tensor, x: 
         result["not_on_device"] = isinstance(exc, NotOnDevice)
     result.update({
         "bn_after": _bn_stats(model),
-        "last_output": model[0].last_output,
+        "last_output": model.last_output,
         "grads_set": sorted(n for n, p in model.named_parameters() if p.grad is not None),
         "params": _linear_params(model),
         "seen": model[0].seen,
