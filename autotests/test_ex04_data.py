@@ -236,7 +236,7 @@ def test_array_dataset_lookup_speed(student, reference_worker, spec, rng):
         checks.assert_equal(got["label_sum"], want["label_sum"], "sum(ds[i][1] for i in lookups)")
 
     result = compare_speed(run(student), run(reference_worker), lambda i: _seed(rng), check,
-                           rounds=spec.param("speed_rounds"))
+                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
     assert_speed(result, spec.param("speed_factor"), "ArrayDataset.__getitem__", hint=CONVERT_ONCE)
 
 
@@ -531,9 +531,6 @@ def _vocab_hint(got: object, texts: list[str], min_freq: int) -> Msg | None:
         return SPECIALS
     if set(got) == set(want) and got != want:
         return VOCAB_ORDER
-    if set(want) < set(got) and all(Counter(t for x in texts for t in x.split())[w] == min_freq - 1
-                                    for w in set(got) - set(want)):
-        return None
     if set(got) < set(want) and all(Counter(t for x in texts for t in x.split())[w] == min_freq
                                     for w in set(want) - set(got)):
         return MIN_FREQ
@@ -601,7 +598,7 @@ def test_build_vocab_speed(student, reference_worker, spec, rng):
         checks.assert_equal(got["vocab"], want["vocab"], "build_vocab(generated_texts)")
 
     result = compare_speed(run(student), run(reference_worker), lambda i: _seed(rng), check,
-                           rounds=spec.param("speed_rounds"))
+                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
     assert_speed(result, spec.param("speed_factor"), "build_vocab", hint=USE_COUNTER)
 
 
@@ -773,13 +770,15 @@ def test_pad_collate_speed(student, reference_worker, spec, rng):
 
     def check(got: dict, want: dict) -> None:
         checks.assert_equal(got["shapes"], want["shapes"], "padded.shape", hint=BATCH_FIRST)
+        checks.assert_true(isinstance(got["projections"], list) and len(got["projections"]) == len(want["projections"]),
+                           Msg("计时测试中 pad_collate 的输出不完整", "During the timing runs pad_collate's output was incomplete"))
         for mine, theirs in zip(got["projections"], want["projections"]):
             checks.assert_true(abs(mine[0] - theirs[0]) <= 1e-6 * (abs(theirs[0]) + 1) and mine[1:] == theirs[1:], Msg(
                 "计时测试中 pad_collate 的输出与参考结果不一致，未计算速度",
                 "During the timing runs pad_collate's output differed from the reference, so speed was not judged"))
 
     result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)), check,
-                           rounds=spec.param("speed_rounds"))
+                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
     assert_speed(result, spec.param("speed_factor"), "pad_collate", hint=USE_PAD_SEQUENCE)
 
 

@@ -30,7 +30,9 @@ except ImportError:  # pragma: no cover - the image tests are skipped where Pill
 
 # Taken when the worker starts, before any student module is imported (the worker preloads the
 # probes): defence in depth only; no verdict rests on them (see each probe's "What it trusts").
-_get_rng_state, _manual_seed = torch.random.get_rng_state, torch.manual_seed
+# The global generator's own bound C methods: rebinding ``torch.random.default_generator`` or
+# replacing ``torch.manual_seed`` later does not redirect them.
+_get_rng_state, _manual_seed = torch.default_generator.get_state, torch.default_generator.manual_seed
 _mkdtemp, _rmtree, _makedirs, _relpath = tempfile.mkdtemp, shutil.rmtree, os.makedirs, os.path.relpath
 _from_numpy, _asarray, _ascontiguous = torch.from_numpy, np.asarray, np.ascontiguousarray
 _clone, _as_subclass = torch._C.TensorBase.clone, torch._C.TensorBase.as_subclass
