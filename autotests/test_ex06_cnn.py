@@ -170,10 +170,10 @@ def _check_sizes(got: list[dict], cases: list[list[int]], expected: list[int | N
             checks.fail(Msg(f"{what}：你的代码抛出了 {outcome['error']}", f"{what}: your code raised {outcome['error']}"))
         value = outcome["value"]
         hint = None
-        if value is not None and value != want and value in (_no_floor(*case), math.ceil(_no_floor(*case))):
-            hint = NO_FLOOR
-        elif value is not None and value != want and value == _no_dilation(*case):
-            hint = DILATION
+        if value is not None and value != want:  # a value can fit both mistakes: then both hints
+            fits = [msg for msg, fit in ((NO_FLOOR, value in (_no_floor(*case), math.ceil(_no_floor(*case)))),
+                                         (DILATION, value == _no_dilation(*case))) if fit]
+            hint = fits[0] + fits[1] if len(fits) == 2 else fits[0] if fits else None
         checks.assert_true(value == want, Msg(f"{what}：得到 {value!r}（{outcome['type']}），应为 {want}",
                                               f"{what}: got {value!r} ({outcome['type']}), expected {want}"), hint)
     for outcome, case in zip(got, cases):  # right values (checked above), now the type
