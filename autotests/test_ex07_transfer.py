@@ -581,19 +581,63 @@ def _few_shot_split(x: torch.Tensor, y: torch.Tensor, shots: int, rng: torch.Gen
     return x[train], y[train], x[held], y[held]
 
 
-def _few_shot(student, request, spec, rng, *, num_classes: int = 5, remap: bool = True, epochs: int | None = None,
-              pretrained: bool = True) -> tuple[dict, torch.Tensor, str]:
+BACKBONE_SHAPES = {"features.0.weight": (16, 1, 3, 3), "features.0.bias": (16,), "features.1": (16,),
+                   "features.4.weight": (32, 16, 3, 3), "features.4.bias": (32,), "features.5": (32,)}
+
+
+def _made_up_backbone(rng: torch.Generator) -> dict[str, torch.Tensor]:
+    """Tensors for the course's backbone made here: He-scaled convolutions and BatchNorm layers with
+    statistics far from 0 and 1, so that a backbone left in train mode visibly moves them."""
+    state: dict[str, torch.Tensor] = {}
+    for key, shape in BACKBONE_SHAPES.items():
+        if key in ("features.1", "features.5"):
+            state[f"{key}.weight"] = 1 + 0.1 * torch.randn(shape, generator=rng)
+            state[f"{key}.bias"] = 0.1 * torch.randn(shape, generator=rng)
+            state[f"{key}.running_mean"] = 0.2 * torch.randn(shape, generator=rng)
+            state[f"{key}.running_var"] = torch.rand(shape, generator=rng) + 0.5
+            state[f"{key}.num_batches_tracked"] = torch.tensor(100)
+        elif len(shape) == 4:
+            state[key] = torch.randn(shape, generator=rng) * math.sqrt(2 / (shape[1] * 9))
+        else:
+            state[key] = 0.1 * torch.randn(shape, generator=rng)
+    return state
+
+
+def _template_images(rng: torch.Generator, classes: int, per_class: int, noise: float,
+                     templates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return (templates[labels] + noise * torch.randn(len(labels), 1, 8, 8, generator=rng)).clamp(0, 1), labels
+
+
+def _few_shot_public(student, spec, rng, epochs: int | None = None) -> tuple[dict, torch.Tensor, str]:
+    """Public runs need no course data: a backbone made here, 8x8 images of random binary
+    templates plus noise (the student kit has neither the digits nor the pretrained file)."""
+    p = spec.param("few_shot_public")
+    templates = (torch.rand(p["classes"], 1, 8, 8, generator=rng) < p["density"]).float()
+    x_tr, y_tr = _template_images(rng, p["classes"], p["shots"], p["noise"], templates)
+    x_ev, y_ev = _template_images(rng, p["classes"], p["eval_per_class"], p["noise"], templates)
+    state = _made_up_backbone(rng)
+    what = f"finetune_few_shot(backbone, 128, x[{len(x_tr)}], y, {p['classes']})"
+    res = student.probe("few_shot_probe", backbone_state=state, x_train=x_tr, y_train=y_tr, x_eval=x_ev,
+                        num_classes=p["classes"], seed=_seed(rng), epochs=epochs or p["epochs"], lr=p["lr"])
+    _raised(res, what)
+    res["sent"] = state
+    return res, y_ev, what
+
+
+def _few_shot(student, request, spec, rng, *, num_classes: int = 5, remap: bool = True) -> tuple[dict, torch.Tensor, str]:
+    """The course's pretrained digits backbone on 10 images per digit 5-9; the rest held out."""
     fs = spec.param("few_shot")
     x, y = _digits(request, range(5, 10))
     x_tr, y_tr, x_ev, y_ev = _few_shot_split(x, y, fs["shots"], rng)
     if remap:
         y_tr, y_ev = y_tr - 5, y_ev - 5
-    state = _backbone(request, spec) if pretrained else None
+    state = _backbone(request, spec)
     what = f"finetune_few_shot(backbone, 128, x[{len(x_tr)}], y, {num_classes})"
     res = student.probe("few_shot_probe", backbone_state=state, x_train=x_tr, y_train=y_tr, x_eval=x_ev,
-                        num_classes=num_classes, seed=_seed(rng), epochs=epochs or fs["epochs"], lr=fs["lr"])
+                        num_classes=num_classes, seed=_seed(rng), epochs=fs["epochs"], lr=fs["lr"])
     _raised(res, what)
-    res["sent"] = state if state is not None else res["backbone_before"]
+    res["sent"] = state
     return res, y_ev, what
 
 
@@ -643,35 +687,40 @@ def _few_shot_accuracy(res: dict, labels: torch.Tensor, num_classes: int, thresh
 
 
 @graded(task="finetune_few_shot", kind="shape", points=1, visibility="public")
-def test_few_shot_returns_backbone_and_head(student, request, spec, rng):
-    """The result is nn.Sequential(backbone, nn.Linear(128, 5)) whose eval logits on held-out digits are (N, 5)."""
-    res, labels, what = _few_shot(student, request, spec, rng, epochs=3)
+def test_few_shot_returns_backbone_and_head(student, spec, rng):
+    """The result is nn.Sequential(backbone, nn.Linear(128, 5)) whose eval logits on held-out images are (N, 5)."""
+    res, labels, what = _few_shot_public(student, spec, rng, epochs=3)
     _head(res, 5, what)
     _raised(res, f"{what}(x_eval)", key="forward_error")
     checks.assert_shape(res["logits"], (len(labels), 5), f"{what}.eval()(x_eval)")
 
 
 @graded(task="finetune_few_shot", kind="gradient", points=2, visibility="public")
-def test_few_shot_backbone_frozen(student, request, spec, rng):
+def test_few_shot_backbone_frozen(student, spec, rng):
     """Bit for bit, the backbone's parameters and BatchNorm statistics are what they were before training."""
-    res, _, what = _few_shot(student, request, spec, rng)
+    res, _, what = _few_shot_public(student, spec, rng)
     _head(res, 5, what)
     _check_backbone_unchanged(res)
 
 
 @graded(task="finetune_few_shot", kind="accuracy", points=2, visibility="public")
-def test_few_shot_accuracy(student, request, spec, rng):
-    """10 images per digit 5-9 (labels 0-4): the frozen pretrained backbone plus a trained head classifies held-out digits."""
-    res, labels, what = _few_shot(student, request, spec, rng)
+def test_few_shot_accuracy(student, spec, rng):
+    """10 noisy images per class: a head trained on the frozen backbone's features classifies held-out images."""
+    res, labels, what = _few_shot_public(student, spec, rng)
     _few_shot_accuracy(res, labels, 5, spec.param("few_shot_accuracy_public"), what)
 
 
 @graded(task="finetune_few_shot", kind="accuracy", points=2, visibility="hidden")
-def test_few_shot_accuracy_strict_and_unmapped(student, request, spec, rng):
-    """A stricter threshold; then num_classes=10 with the unmapped labels 5-9; the backbone stays untouched in both."""
+def test_few_shot_pretrained_backbone_frozen_and_accurate(student, request, spec, rng):
+    """With the course's pretrained backbone on digits 5-9 (labels 0-4): untouched backbone, held-out accuracy."""
     res, labels, what = _few_shot(student, request, spec, rng)
     _check_backbone_unchanged(res)
     _few_shot_accuracy(res, labels, 5, spec.param("few_shot_accuracy_hidden"), what)
+
+
+@graded(task="finetune_few_shot", kind="accuracy", points=1, visibility="hidden")
+def test_few_shot_unmapped_labels(student, request, spec, rng):
+    """num_classes=10 with the unmapped labels 5-9: the head has 10 outputs and still classifies held-out digits."""
     res, labels, what = _few_shot(student, request, spec, rng, num_classes=10, remap=False)
     _check_backbone_unchanged(res)
     _few_shot_accuracy(res, labels, 10, spec.param("few_shot_accuracy_unmapped"), what)

@@ -211,7 +211,7 @@ def replace_probe(impl: ModuleType, arch: str, num_classes: int, attr: str | Non
     if device is not None:
         model = model.to(device)
     if freeze_first:
-        model.requires_grad_(False)
+        model.requires_grad_(requires_grad=False)
     result: dict[str, Any] = {"error": None, "state_before": _state(model)}
     with _observe_errors(result, impl):
         returned = impl.replace_classifier(model, num_classes) if attr is None \
