@@ -607,8 +607,11 @@ VOCAB = {"<PAD>": 0, "<UNK>": 1, "the": 2, "cat": 3, "sat": 4, "on": 5, "mat": 6
 
 
 def _encode(text: str, vocab: dict[str, int], max_len: int) -> torch.Tensor:
+    """Right-padded with 0, the first max_len tokens kept, unknown tokens 1."""
+    out = torch.zeros(max_len, dtype=torch.int64)
     ids = [vocab.get(t, 1) for t in text.split()][:max_len]
-    return torch.tensor(ids + [0] * (max_len - len(ids)), dtype=torch.int64)
+    out[:len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    return out
 
 
 def _check_encode(student, text: str, vocab: dict[str, int], max_len: int) -> None:
@@ -798,10 +801,10 @@ def _smooth_image(rng: torch.Generator, h: int, w: int, gray: bool = False) -> t
 def _expected_eval(pixels: torch.Tensor, size: int, mean=MEAN, std=STD) -> torch.Tensor:
     """The test transform of the spec, computed here with torchvision on the PIL image."""
     from PIL import Image
-    from torchvision import transforms as T
+    from torchvision.transforms import functional as TF
 
-    image = Image.fromarray(pixels.numpy()).convert("RGB")
-    return T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(list(mean), list(std))])(image)
+    image = TF.center_crop(TF.resize(Image.fromarray(pixels.numpy()).convert("RGB"), size), size)
+    return TF.normalize(TF.to_tensor(image), list(mean), list(std))
 
 
 def _transform_probe(student, train: bool, images: list[torch.Tensor], seeds: list[int], what: str,

@@ -65,10 +65,10 @@ class ImageFolderDataset(Dataset):
 def make_loaders(dataset: Dataset, val_fraction: float, batch_size: int, seed: int = 0
                  ) -> tuple[DataLoader, DataLoader]:
     n_val = math.floor(len(dataset) * val_fraction)
-    train_set, val_set = random_split(dataset, [len(dataset) - n_val, n_val],
-                                      generator=torch.Generator().manual_seed(seed))
-    train = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=0,
-                       generator=torch.Generator().manual_seed(seed))
+    split_rng = torch.Generator().manual_seed(seed)
+    train_set, val_set = random_split(dataset, [len(dataset) - n_val, n_val], generator=split_rng)
+    order_rng = torch.Generator().manual_seed(seed)  # the loader's own: the global RNG is never drawn
+    train = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=0, generator=order_rng)
     val = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=0)
     return train, val
 
