@@ -63,6 +63,10 @@ class RemoteImplementation(Implementation):
             timeout = max(0.5, min(timeout, self.deadline - time.monotonic()))
         return self.session.request({**request, "exercise": self.exercise}, timeout)
 
+    def generate(self, args: list[Any], seed: int, repeats: int) -> Any:
+        """Have the worker make inputs for a timed request (see ``grader/worker/arena.py``); untimed."""
+        return self.run({"op": "generate", "args": args, "seed": seed, "repeats": repeats})
+
     def last_cost(self) -> dict[str, float] | None:
         """CPU and wall seconds the worker says its last request took (trust it only for the reference)."""
         return self.session.last_cost

@@ -7,7 +7,10 @@ from typing import Any
 
 import torch
 
+from ..arena import arena
 from . import probe
+
+_dot = torch.dot  # taken before student code is imported
 
 
 @probe
@@ -39,40 +42,33 @@ def call_transposed(impl: ModuleType, name: str, args: list[Any], transpose: dic
     return getattr(impl, name)(*args, **(kwargs or {}))
 
 
-def _materialize(spec: Any, generator: torch.Generator) -> Any:
-    """Build an argument from its description: ``{"randn": shape}`` or ``{"rand_bool": shape, "p": p}``."""
-    if isinstance(spec, dict) and "randn" in spec:
-        dtype = getattr(torch, spec.get("dtype", "float32"))
-        return torch.randn(spec["randn"], generator=generator, dtype=dtype) * spec.get("scale", 1.0)
-    if isinstance(spec, dict) and "rand_bool" in spec:
-        return torch.rand(spec["rand_bool"], generator=generator) < spec.get("p", 0.5)
-    return spec
-
-
 @probe
-def repeat_generated(impl: ModuleType, name: str, args: list[Any], seed: int, repeats: int, project_seed: int,
+def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], project_seed: int,
                      kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``name`` ``repeats`` times, each on new inputs generated here; return one projection per run.
+    """Run ``name`` once per repetition on inputs the zygote made beforehand; return one projection
+    of each repetition's output.
 
-    Used by speed tests: the grader times this whole call, so generating the inputs in the
-    worker and returning numbers keeps data transfer out of the timing. What it trusts: nothing it
-    reports is taken at its word. Every repetition gets inputs of its own (seed + repetition), so
-    remembering results by identity or by content saves no work; every repetition's output is
-    projected onto a random ``w`` (``<out, w>``) and the grader compares each projection with the
-    reference's, so skipping work on all but one call is a wrong answer.
+    Used by speed tests, which time this whole request from the grader. What it trusts: nothing it
+    reports is taken at its word. The inputs were made outside this process while it was stopped
+    (``grader/worker/arena.py``), so making them costs nothing here and no student code ran while
+    they were made; every repetition has inputs of its own, so remembering results by identity or
+    by content saves no work; every repetition's output is projected onto a random ``w``
+    (``<out, w>``) and the grader compares each projection with the reference's, so skipping work
+    on any call is a wrong answer.
     """
+    inputs_of = arena().inputs
     projections: list[float] = []
     shape: list[int] | None = None
-    for repetition in range(repeats):
-        generator = torch.Generator().manual_seed(seed + repetition)
-        inputs = [_materialize(a, generator) for a in args]
-        out = getattr(impl, name)(*inputs, **(kwargs or {}))
+    w = None
+    for entry in layout:
+        out = getattr(impl, name)(*inputs_of(entry), **(kwargs or {}))
         if not isinstance(out, torch.Tensor):
             return {"projections": None, "type": type(out).__name__}
         if shape is None:
             shape = list(out.shape)
-            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(project_seed), dtype=torch.float64)
+            w = torch.randn(out.numel(), generator=torch.Generator().manual_seed(project_seed))
         if list(out.shape) != shape:
             return {"projections": None, "shape": list(out.shape), "type": "Tensor"}
-        projections.append(float((out.detach().double() * w).sum()))
+        # one dot product in float32: cheap next to the timed work, and exact enough for a 1e-3 gate
+        projections.append(float(_dot(out.detach().reshape(-1).to(torch.float32), w)) if w.numel() else 0.0)
     return {"projections": projections, "shape": shape, "type": "Tensor"}

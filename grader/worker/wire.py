@@ -245,6 +245,12 @@ def read_raw_frame(fd: int) -> tuple[bytes, dict[str, Any]]:
     return raw, plain
 
 
+def decode_raw_frame(raw: bytes) -> dict[str, Any]:
+    """Decode a frame read by :func:`read_raw_frame`, tensors included."""
+    view = memoryview(raw)
+    return read_frame(io.BytesIO(view))
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import wire
+from .arena import arena, generate_reply
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Zygote:
         self.children: dict[str, Child] = {}
         self.sweep_all = sweep_all  # the sandbox has its own PID namespace: every stray there is ours
         self.cgroup_procs = _own_cgroup_procs()  # a cgroup made for this worker: every process in it is ours
+        arena()  # made before any fork: every child shares its pages (inputs for timed requests)
 
     def _sweep(self) -> None:
         """Kill processes the student left behind (forks, daemons); keep the zygote and its children.
@@ -179,6 +181,9 @@ class Zygote:
                 break
             if op == "abort":  # nothing running: the deadline and the reply crossed
                 self._reply({"id": request.get("id"), "ok": True, "value": None})
+                continue
+            if op == "generate":  # inputs for a timed request, made here while every child is stopped
+                self._reply({**generate_reply(wire.decode_raw_frame(raw)), "id": request.get("id")})
                 continue
             exercise = "" if op == "facts" else str(request.get("exercise", ""))
             if not self._relay(exercise, raw, request.get("id")):
