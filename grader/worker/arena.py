@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-ARENA_BYTES = 96 * 1024 * 1024
+ARENA_BYTES = 256 * 1024 * 1024
 ALIGN = 64
 
 
