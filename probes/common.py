@@ -18,6 +18,11 @@ def raises(impl: ModuleType, name: str, args: list[Any], kwargs: dict[str, Any] 
     """Call ``name`` and return the exception type it raised, or None.
 
     ``NotImplementedError`` is re-raised so an unfinished stub reads as "not implemented".
+
+    What it trusts: the type name is an observation made next to student code, but it is the behaviour
+    under test: to read ``ValueError`` the call must raise one on the grader's bad input, which means
+    detecting that input. Only a submission that rewrites this probe (the open gap in the README's
+    threat model) could report a raise that did not happen; the name is compared, not the class.
     """
     try:
         getattr(impl, name)(*args, **(kwargs or {}))
@@ -35,6 +40,11 @@ def call_transposed(impl: ModuleType, name: str, args: list[Any], transpose: dic
 
     The grader sends each such argument already transposed; transposing again here gives a view
     with the intended values and a non-contiguous layout.
+
+    What it trusts: the returned value, which the grader compares with the reference's or its own
+    result on the contiguous input, so forging it means computing it. That the argument really was
+    non-contiguous is this probe's doing: a submission that rewrites probe code could undo it (the
+    README's open gap), but would still have to return the right values.
     """
     args = list(args)
     for position, (d0, d1) in transpose.items():

@@ -58,6 +58,12 @@ def run_minimize(impl: ModuleType, f: str, x0: float, steps: list[int | None],
 
     The function handed over records, for every evaluation, whether its argument was a leaf and
     whether it required grad.
+
+    What it trusts: the values, which the grader compares with gradient descent it computes itself
+    (float64, step by step), so forging them means computing them. The counts and warnings are made
+    next to student code (the counter sits in the closure of the function the submission is handed) yet
+    also fail a run whose values are right (x updated out of place, used with ``autograd.grad``); zeroing
+    them hides that, so "x stays a leaf" is an observation, not a value.
     """
     fn = FUNCTIONS[f]
     seen = {"calls": 0, "nonleaf_calls": 0, "no_grad_calls": 0}
@@ -91,13 +97,24 @@ def run_minimize(impl: ModuleType, f: str, x0: float, steps: list[int | None],
 @probe
 def run_fit_line(impl: ModuleType, x: torch.Tensor, y: torch.Tensor,
                  kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call ``fit_line(x, y, **kwargs)``; report the result, an exception and warnings."""
+    """Call ``fit_line(x, y, **kwargs)``; report the result, an exception and warnings.
+
+    What it trusts: the returned ``(w, b)``, which the grader compares with gradient descent it
+    computes itself from the data it sent, so forging it means computing it. The non-leaf warning
+    (made next to student code) fails a run early with a hint; a non-leaf w or b has no ``.grad``,
+    so silencing the warning still leaves an error or a wrong value to be judged.
+    """
     return _observe(lambda: impl.fit_line(x, y, **(kwargs or {})))
 
 
 @probe
 def time_fit_line(impl: ModuleType, n: int, steps: int, seed: int, repeats: int = 1) -> dict[str, Any]:
-    """For speed tests: fit a line to ``n`` points generated here (``steps`` steps), ``repeats`` times."""
+    """For speed tests: fit a line to ``n`` points generated here (``steps`` steps), ``repeats`` times.
+
+    Used by the speed test, which times this whole call from the grader. What it trusts: the last
+    ``(w, b)``, compared with the reference's for the same seed (a new one each round), so a fast wrong
+    answer earns nothing. Repeats refit the same data, which a cache could skip: the test sends 1.
+    """
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, generator=g) * 2 - 1
     y = 2 * x + 1 + 0.05 * torch.randn(n, generator=g)
@@ -127,6 +144,11 @@ def run_swish_fn(impl: ModuleType, x: torch.Tensor, beta: float, grad_output: to
 
     For each: the output (with its autograd facts), the name of its ``grad_fn`` node, the
     gradient that reached ``x`` for ``grad_output``, or the exception raised on the way.
+
+    What it trusts: the outputs and gradients, compared with x·σ(βx) and its derivative computed in
+    the grader, so forging them means computing them. The ``grad_fn`` names are read next to student
+    code and decide "swish goes through SwishFn" on their own: a ``SwishFn.apply`` that is itself plain
+    tensor operations makes them equal with no hand-written backward, so that check is forgeable.
     """
     report = {}
     for label, fn in (("apply", lambda t: impl.SwishFn.apply(t, beta)), ("swish", lambda t: impl.swish(t, beta))):
@@ -146,6 +168,11 @@ def time_swish(impl: ModuleType, shape: list[int], beta: float, seed: int, repea
     the grader can compare them with the reference's without shipping the tensors. Repetition
     ``r`` runs on ``x + r / 1024`` and the projections are of the sums over all repetitions: no
     repetition can be remembered or skipped without changing them.
+
+    What it trusts: nothing it reports is taken at its word; the grader times the whole call and
+    compares the projections with the reference's for the same seeds. Inputs and directions are drawn
+    here, next to student code, but patching the generator only makes the numbers differ from the
+    reference's, so a fast wrong answer earns nothing.
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=g)
@@ -184,7 +211,13 @@ def _projections(seed: int, **tensors: Any) -> dict[str, Any]:
 @probe
 def run_nth_derivative(impl: ModuleType, f: str, x: torch.Tensor, n: int,
                        x_requires_grad: bool = False) -> dict[str, Any]:
-    """Call ``nth_derivative(FUNCTIONS[f], x, n)`` and report what happened to the caller's ``x``."""
+    """Call ``nth_derivative(FUNCTIONS[f], x, n)`` and report what happened to the caller's ``x``.
+
+    What it trusts: the derivative, compared with closed forms the grader computes (zeros once it no
+    longer depends on x); warnings only choose a hint. ``x_changed``, ``x_requires_grad`` and
+    ``x_grad_is_none`` are read next to student code and fail a test on their own: undoing the change
+    to x is the fix, but patching ``torch.equal`` or ``Tensor`` attributes would fake them too.
+    """
     x = x.detach().clone()
     if x_requires_grad:
         x.requires_grad_(True)
@@ -222,6 +255,11 @@ def run_saliency(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tens
 
     Reports the result and what the call left behind: parameter ``.grad``s, the modules'
     ``training`` flags, and the caller's ``x`` (its values, ``requires_grad`` and ``.grad``).
+
+    What it trusts: the saliency, compared with |∂logit_target/∂x| computed in the grader from the
+    state it sent (train mode with dropout gives random values unless the call switches to eval). The
+    "no trace" flags are read next to student code and fail tests on their own: restoring the state is
+    the fix, but patching ``Tensor``/``nn.Module`` attributes would fake them too.
     """
     model = build_model(state, dropout)
     model.train(train)
@@ -246,6 +284,10 @@ def time_saliency(impl: ModuleType, sizes: list[int], seed: int, repeats: int, p
     each on ``x + r / 1024``; the projection is of the sum of all results.
 
     ``model_calls`` counts the model's forward passes over all calls (one per call when batched).
+
+    What it trusts: the projection, which the grader compares with the reference's (every repetition
+    has an input of its own, and the sum covers them all), and its own timing of the whole call.
+    ``model_calls`` is counted by a forward hook next to student code and only chooses a hint.
     """
     b, d, h, c = sizes
     g = torch.Generator().manual_seed(seed)

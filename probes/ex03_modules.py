@@ -84,7 +84,12 @@ def build_model(layers: list[list[Any]], frozen: list[int] = (), tie: list[list[
 @probe
 def count_params(impl: ModuleType, layers: list[list[Any]], frozen: list[int] = (), tie: list[list[int]] = (),
                  trainable_only: bool | None = None) -> Any:
-    """What ``count_parameters`` returns for the described model (default argument if None)."""
+    """What ``count_parameters`` returns for the described model (default argument if None).
+
+    What it trusts: the returned count, which the grader compares with the count it makes by hand
+    from the layer description (random sizes and frozen layers in the hidden tests); the model is
+    built here, so the right number can only come from counting it.
+    """
     model = build_model(layers, frozen, tie)
     if trainable_only is None:
         return impl.count_parameters(model)
@@ -98,6 +103,11 @@ def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill
 
     With ``prefill`` every parameter is first set to that constant, so untouched ones are visible.
     With ``x`` the initialised model is run and back-propagated (``grad_output``) afterwards.
+
+    What it trusts: the parameter values, whose statistics, exact 0/1/prefill and gradients the grader
+    checks itself, so forging them means initialising. ``replaced``, ``missing``, ``not_trainable_leaf``
+    and the deprecation ``warnings`` are read next to student code yet fail a test on their own; a
+    submission that silences warnings hides a deprecated call, so that part is forgeable.
     """
     model = build_model(layers, seed=seed)
     if prefill is not None:
@@ -162,6 +172,11 @@ def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes
     Returns the outputs, the output of the last ``nn.Linear`` called in each forward (forward
     hooks), and the registered layers. ``transpose`` makes ``x`` a non-contiguous view first.
     An exception from the forward pass is returned as ``error`` (with the registered layers).
+
+    What it trusts: the outputs, which the grader recomputes from the registered layers' own tensors
+    and compares. Where two outputs made here are only compared with each other (a transposed input,
+    train vs eval) a cache keyed on the input could agree; ``last_linear`` is a hook's record next to
+    student code, yet alone fails a layer after the last Linear in train mode (a replayed hook fakes it).
     """
     result: dict[str, Any] = {"error": None}
     model = _mlp(impl, config, seed, dtype, device)
@@ -187,7 +202,13 @@ def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes
 @probe
 def mlp_grads(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, grad_output: torch.Tensor,
               seed: int = 0, train: bool = False) -> dict[str, Any]:
-    """Back-propagate ``grad_output`` through ``MLP(**config)(x)``; the gradient of every parameter."""
+    """Back-propagate ``grad_output`` through ``MLP(**config)(x)``; the gradient of every parameter.
+
+    What it trusts: ``param_shapes`` is the module's own answer to ``parameters()``, the behaviour under
+    test. The gradients come from autograd here and the test asks only that each is non-zero, not that
+    it equals one the grader computes from ``linears``/``norms``, so a submission that patches
+    ``torch.autograd.grad`` could pass a layer that forward never uses.
+    """
     model = _mlp(impl, config, seed)
     model.train(train)
     out = model(x)
@@ -207,6 +228,11 @@ def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_t
 
     Returns the eval-mode logits on ``x_eval``, and those of a second instance (another seed) that
     loaded the trained model's ``state_dict``. A model without parameters is reported, not trained.
+
+    What it trusts: the held-out labels never enter the worker, and the logits come from parameters
+    this probe trained, so accuracy cannot be forged without learning. ``twin_logits`` is compared
+    only with ``logits``, both made here: a model that remembers outputs by input could match them
+    without a ``state_dict`` that holds every layer.
     """
     model = _mlp(impl, config, seed)
     if not list(model.parameters()):
@@ -241,6 +267,11 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
 
     With ``state`` the model first loads it (strict); a failure is returned as ``load_error``, and
     an exception from the forward pass as ``forward_error``.
+
+    What it trusts: the output and gradients, compared with the network the grader computes from the
+    state it sent (or with the reference's output for the reference's state). Children, type names,
+    ``p`` and keys are the model's own answers about its structure; a class merely named ``Dropout``
+    would pass them, as no test looks at dropout's effect in train mode.
     """
     torch.manual_seed(seed)
     model = impl.build_sequential(list(sizes)) if dropout is None else impl.build_sequential(list(sizes), dropout)
@@ -396,7 +427,13 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
 @probe
 def multihead_grads(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], x: torch.Tensor,
                     head: str, grad_output: torch.Tensor, seed: int = 0) -> dict[str, Any]:
-    """Back-propagate through one head; the gradient of every parameter, registered or not."""
+    """Back-propagate through one head; the gradient of every parameter, registered or not.
+
+    What it trusts: ``registered`` and ``state_keys`` are the model's own answers to
+    ``named_parameters()`` and ``state_dict()``, the behaviour under test. The gradients come from
+    autograd here and the test asks only non-zero (trunk, selected head) or none (other heads), not
+    values the grader computes, so a submission that patches ``torch.autograd.grad`` could pass.
+    """
     model = _multihead(impl, in_dim, hidden, heads, seed)
     params, registered = _all_params(model)
     out = model(x, head)
@@ -412,7 +449,13 @@ def multihead_grads(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str,
 @probe
 def multihead_moved(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int], batch: int,
                     seed: int = 0, device: str | None = None, dtype: torch.dtype | None = None) -> dict[str, Any]:
-    """``model.to(device/dtype)``, then every head on a matching input: parameter devices/dtypes and outputs."""
+    """``model.to(device/dtype)``, then every head on a matching input: parameter devices/dtypes and outputs.
+
+    What it trusts: each head's output, whose device, dtype and shape are read on arrival; a head that
+    ``.to()`` left behind fails there too (its CPU bias cannot join a meta input, its float32 weight a
+    float64 one). ``devices`` are strings read next to student code: faking them (patching
+    ``Tensor.device``) gains nothing, as the outputs fail the same way.
+    """
     model = _multihead(impl, in_dim, hidden, heads, seed)
     if dtype is not None:
         model = model.to(dtype)
