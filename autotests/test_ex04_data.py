@@ -66,6 +66,10 @@ OVERLAP = Msg("训练集与验证集有重叠样本，或有样本被漏掉", "T
 VAL_SIZE = Msg("验证集大小应为 floor(len(dataset) * val_fraction)", "The validation part must hold floor(len(dataset) * val_fraction) samples")
 KEEP_LAST = Msg("应保留最后一个不完整的批次（drop_last=False），并使用 batch_size",
                 "Keep the last, partial batch (drop_last=False) and use batch_size")
+NUM_WORKERS = Msg("两个加载器都应使用 num_workers=0（不启动子进程，结果可复现）",
+                  "Both loaders use num_workers=0 (no worker processes, reproducible results)")
+DEFAULT_SEED = Msg("`seed` 的默认值应为 0：不传 `seed` 时结果应与 seed=0 相同",
+                   "The default seed is 0: without a seed argument the result equals that of seed=0")
 SEED_IGNORED = Msg("不同的 `seed` 应给出不同的划分", "Different seeds must give different splits")
 
 VOCAB_ORDER = Msg("词表顺序需按频率降序、同频按字典序：sorted(key=lambda w: (-count[w], w))",
@@ -425,7 +429,7 @@ def test_image_folder_reads_lazily(student, rng):
 
 
 # -- T4.3 make_loaders ---------------------------------------------------------------------------------
-def _loaders(student, n: int, val_fraction: float, batch_size: int, seed: int, global_seeds=(11, 12)) -> dict:
+def _loaders(student, n: int, val_fraction: float, batch_size: int, seed: int | None, global_seeds=(11, 12)) -> dict:
     res = student.probe("loaders", n=n, val_fraction=val_fraction, batch_size=batch_size, seed=seed,
                         global_seeds=list(global_seeds))
     checks.assert_equal(res["types"], ["DataLoader", "DataLoader"], "[type(train).__name__, type(val).__name__]")
@@ -500,10 +504,18 @@ def test_make_loaders_reproducible(student, rng):
 
 @graded(task="make_loaders", kind="shape", points=1, visibility="hidden")
 def test_make_loaders_edge_cases(student, rng):
-    """val_fraction=0 gives an empty val loader, 0.5 of 9 gives 4, a 1-sample dataset trains on it."""
+    """val_fraction=0 gives an empty val loader, 0.5 of 9 gives 4, a 1-sample dataset trains on it;
+    num_workers is 0; the default seed is 0."""
     for n, frac, bs in ((12, 0.0, 5), (9, 0.5, 4), (1, 0.5, 3), (10, 0.99, 4)):
         res = _loaders(student, n, frac, bs, _seed(rng))
         _check_split(res, n, frac, bs, f"make_loaders(ds[{n}], {frac}, {bs})")
+        checks.assert_equal(res["num_workers"], [0, 0], "[train_loader.num_workers, val_loader.num_workers]",
+                            hint=NUM_WORKERS)
+    default, zero = _loaders(student, 20, 0.25, 4, None), _loaders(student, 20, 0.25, 4, 0)
+    for part in ("train", "val"):
+        checks.assert_equal(_indices(default["epochs"][0][part], f"make_loaders(ds[20], 0.25, 4): {part}_loader"),
+                            _indices(zero["epochs"][0][part], f"make_loaders(ds[20], 0.25, 4, seed=0): {part}_loader"),
+                            f"make_loaders(ds[20], 0.25, 4): {part}_order(epoch=1)", hint=DEFAULT_SEED)
 
 
 @graded(task="make_loaders", kind="accuracy", points=1, visibility="hidden")

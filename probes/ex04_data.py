@@ -243,13 +243,14 @@ def _epoch(loader: Any) -> list[Any]:
 
 
 @probe
-def loaders(impl: ModuleType, n: int, val_fraction: float, batch_size: int, seed: int,
+def loaders(impl: ModuleType, n: int, val_fraction: float, batch_size: int, seed: int | None,
             global_seeds: list[int] = (11, 12)) -> dict[str, Any]:
-    """``make_loaders(index_dataset(n), val_fraction, batch_size, seed=seed)``; then one epoch of
-    each loader per entry of ``global_seeds``, the global RNG seeded with it first.
+    """``make_loaders(index_dataset(n), val_fraction, batch_size, seed=seed)`` (no ``seed`` argument
+    when it is None); then one epoch of each loader per entry of ``global_seeds``, the global RNG
+    seeded with it first.
 
-    Returns the loaders' types, the global RNG state just before and just after ``make_loaders``,
-    and the batches of every epoch (tensors of dataset indices).
+    Returns the loaders' types and ``num_workers``, the global RNG state just before and just after
+    ``make_loaders``, and the batches of every epoch (tensors of dataset indices).
 
     What it trusts: nothing it reports is a judgement. The split, the orders and the two RNG
     states are raw observations the grader compares: with another call of this probe (same seed,
@@ -258,7 +259,10 @@ def loaders(impl: ModuleType, n: int, val_fraction: float, batch_size: int, seed
     """
     dataset = _IndexDataset(n)
     before = _clone(_get_rng_state())
-    train, val = impl.make_loaders(dataset, val_fraction, batch_size, seed=seed)
+    if seed is None:
+        train, val = impl.make_loaders(dataset, val_fraction, batch_size)
+    else:
+        train, val = impl.make_loaders(dataset, val_fraction, batch_size, seed=seed)
     after = _clone(_get_rng_state())
     epochs = []
     for global_seed in global_seeds:
