@@ -447,8 +447,9 @@ def _swish_backward_hint(student: Any, x: torch.Tensor, beta: float, rng: torch.
     return next((hint for hint, wrong in _swish_mistakes(x, beta, g).items() if _close(res["grads"][0], wrong)), None)
 
 
-def _swish_run(student: Any, x: torch.Tensor, beta: float, grad_output: torch.Tensor) -> dict[str, Any]:
-    res = student.probe("run_swish_fn", x=x, beta=beta, grad_output=grad_output)
+def _swish_run(student: Any, x: torch.Tensor, beta: float, grad_output: torch.Tensor,
+               marker: torch.Tensor | None = None) -> dict[str, Any]:
+    res = student.probe("run_swish_fn", x=x, beta=beta, grad_output=grad_output, marker=marker)
     for label, what in (("apply", f"SwishFn.apply(x, {beta:g})"), ("swish", f"swish(x, {beta:g})")):
         error = res[label]["error"]
         if error is not None:
@@ -485,7 +486,10 @@ def test_swish_backward_formula(student, rng):
     beta = 2.0
     x = torch.randn(3, 4, dtype=torch.float64, generator=rng)
     g = torch.randn(3, 4, dtype=torch.float64, generator=rng)
-    res = _swish_run(student, x, beta, g)
+    # The grader's marker: while the probe swaps SwishFn's backward for grad_output * marker, the
+    # gradient of swish must show it (a value, not a name read next to student code).
+    marker = 0.5 + torch.rand(3, 4, dtype=torch.float64, generator=rng)
+    res = _swish_run(student, x, beta, g, marker)
     local = _swish_derivative(x, beta)
     mistakes = _swish_mistakes(x, beta, g)
     for label, what in (("apply", f"SwishFn.apply(x, {beta:g})"), ("swish", f"swish(x, {beta:g})")):
@@ -493,7 +497,10 @@ def test_swish_backward_formula(student, rng):
         checks.assert_close(res[label]["output"], _swish(x, beta), what)
         checks.assert_attached(res[label]["output"], what)
         checks.assert_grad(res[label]["grad"], g * local, f"x ({what})", mistakes=mistakes)
-    checks.assert_true(res["swish"]["grad_fn"] == res["apply"]["grad_fn"], NOT_THE_FUNCTION)
+    if res["marked_error"] is not None:
+        _raised(res["marked_error"], f"swish(x, {beta:g})", NOT_THE_FUNCTION)
+    checks.assert_close(res["marked"], g * marker, f"swish(x, {beta:g}) → x.grad, SwishFn.backward := grad_output·m",
+                        hint=NOT_THE_FUNCTION)
 
 
 @graded(task="swish", kind="gradient", points=1, visibility="hidden")

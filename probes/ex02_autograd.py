@@ -125,37 +125,77 @@ def time_fit_line(impl: ModuleType, n: int, steps: int, seed: int, repeats: int 
 
 
 # -- T2.3 SwishFn / swish -----------------------------------------------------------------------------
+# Taken when the worker starts, before any student module is imported (the worker preloads the
+# probes): autograd's own ``Function.apply`` in C, which runs a Function's ``forward`` and records
+# its ``backward`` whatever the submission assigns to ``SwishFn.apply``.
+_c_apply = torch._C._FunctionBase.__dict__["apply"]
+_default_vjp = torch.autograd.Function.vjp
+_grad = torch.autograd.grad
+
+
 def _forward_backward(fn: Callable[[torch.Tensor], Any], x: torch.Tensor,
                       grad_output: torch.Tensor) -> dict[str, Any]:
     xg = x.detach().clone().requires_grad_(True)
     out = fn(xg)
-    node = None
     grad = None
-    if isinstance(out, torch.Tensor):
-        node = type(out.grad_fn).__name__ if out.grad_fn is not None else None
-        if out.requires_grad:
-            (grad,) = torch.autograd.grad(out, xg, grad_output, allow_unused=True)
-    return {"output": out, "grad_fn": node, "grad": grad}
+    if isinstance(out, torch.Tensor) and out.requires_grad:
+        (grad,) = _grad(out, xg, grad_output, allow_unused=True)
+    return {"output": out, "grad": grad}
+
+
+def _marked_gradient(impl: ModuleType, x: torch.Tensor, beta: float, grad_output: torch.Tensor,
+                     marker: torch.Tensor) -> dict[str, Any]:
+    """The gradient of ``swish(x, beta)`` while ``SwishFn``'s backward is replaced by one that returns
+    ``grad_output * marker`` (``marker`` is the grader's): only a swish that goes through SwishFn's
+    graph node shows it."""
+    cls = impl.SwishFn
+    attr = "vjp" if getattr(cls, "vjp", _default_vjp) is not _default_vjp else "backward"
+    own = attr in cls.__dict__
+    saved = cls.__dict__.get(attr)
+
+    def marked(ctx: Any, *grads: Any) -> Any:
+        n_inputs = len(getattr(ctx, "needs_input_grad", (True, False)))
+        return (grads[0] * marker.to(grads[0].dtype),) + (None,) * (n_inputs - 1)
+
+    setattr(cls, attr, staticmethod(marked))
+    try:
+        return _forward_backward(lambda t: impl.swish(t, beta), x, grad_output)
+    finally:
+        if own:
+            setattr(cls, attr, saved)
+        else:
+            delattr(cls, attr)
 
 
 @probe
-def run_swish_fn(impl: ModuleType, x: torch.Tensor, beta: float, grad_output: torch.Tensor) -> dict[str, Any]:
-    """Forward and backward through ``SwishFn.apply(x, beta)`` and through ``swish(x, beta)``.
+def run_swish_fn(impl: ModuleType, x: torch.Tensor, beta: float, grad_output: torch.Tensor,
+                 marker: torch.Tensor | None = None) -> dict[str, Any]:
+    """Forward and backward through ``SwishFn`` (called through autograd's own C ``apply``, so an
+    assignment to ``SwishFn.apply`` is bypassed and the hand-written backward runs) and through
+    ``swish(x, beta)``; with ``marker``, also the gradient of ``swish`` while SwishFn's backward is
+    swapped for ``grad_output * marker`` (``marked``).
 
-    For each: the output (with its autograd facts), the name of its ``grad_fn`` node, the
-    gradient that reached ``x`` for ``grad_output``, or the exception raised on the way.
+    For each: the output (with its autograd facts), the gradient that reached ``x`` for
+    ``grad_output``, or the exception raised on the way.
 
-    What it trusts: the outputs and gradients, compared with x·σ(βx) and its derivative computed in
-    the grader, so forging them means computing them. The ``grad_fn`` names are read next to student
-    code and decide "swish goes through SwishFn" on their own: a ``SwishFn.apply`` that is itself plain
-    tensor operations makes them equal with no hand-written backward, so that check is forgeable.
+    What it trusts: only values. The outputs and gradients are compared with x·σ(βx) and its
+    derivative computed in the grader; the SwishFn ones come from the student's forward and backward
+    themselves (autograd's C ``apply``, taken at preload). "swish goes through SwishFn" is the value
+    ``marked``, which the grader compares with ``grad_output * marker``: a swish of plain tensor
+    operations, or one that calls a replaced ``SwishFn.apply``, gives the true derivative instead.
+    Faking it means finding the marker in this probe's frame and using it (rewriting the experiment,
+    the README's open gap).
     """
     report = {}
-    for label, fn in (("apply", lambda t: impl.SwishFn.apply(t, beta)), ("swish", lambda t: impl.swish(t, beta))):
+    runs = {"apply": lambda t: _c_apply.__get__(None, impl.SwishFn)(t, beta), "swish": lambda t: impl.swish(t, beta)}
+    for label, fn in runs.items():
         res = _observe(lambda: _forward_backward(fn, x, grad_output))
         value = res.pop("value") or {}
-        report[label] = {**res, "output": value.get("output"), "grad_fn": value.get("grad_fn"),
-                         "grad": value.get("grad")}
+        report[label] = {**res, "output": value.get("output"), "grad": value.get("grad")}
+    if marker is not None:
+        res = _observe(lambda: _marked_gradient(impl, x, beta, grad_output, marker))
+        report["marked"] = (res["value"] or {}).get("grad")
+        report["marked_error"] = res["error"]
     return report
 
 
