@@ -177,6 +177,25 @@ def _mlp_expected(x: torch.Tensor, chain: list, norms: dict | None = None, train
     return h
 
 
+def _mlp_expected_grads(res: dict, x: torch.Tensor, g: torch.Tensor, dims: list[int], widths: list[int],
+                        what: str) -> list[tuple[str, torch.Tensor]]:
+    """(parameter name, gradient the grader computes) for every Linear and BatchNorm1d weight and bias of the
+    MLP in eval mode, from the values the probe returned (names as in ``named_parameters()``)."""
+    chain = _mlp_chain(res, dims, what)
+    norms = _mlp_norms(res, widths, what) if widths else {}
+    shapes = [tuple(w.shape) for w, _ in res["linears"]]
+    chain_names = [res["linear_names"][shapes.index((d_out, d_in))] for d_in, d_out in zip(dims, dims[1:])]
+    norm_index = {int(n[0].shape[0]): i for i, n in enumerate(res["norms"]) if n[0] is not None}
+    leaf = lambda t: None if t is None else t.detach().clone().requires_grad_(True)  # noqa: E731
+    chain_p = [(leaf(w), leaf(b)) for w, b in chain]
+    norms_p = {width: [leaf(n[0]), leaf(n[1]), *n[2:]] for width, n in norms.items()}
+    out = _mlp_expected(x, chain_p, norms_p)
+    named = [(n, t) for names, ts in zip(chain_names, chain_p) for n, t in zip(names, ts) if t is not None]
+    named += [(n, t) for width in widths for n, t in zip(res["norm_names"][norm_index[width]], norms_p[width][:2])]
+    grads = torch.autograd.grad(out, [t for _, t in named], g)
+    return [(str(n), want) for (n, _), want in zip(named, grads)]
+
+
 def _run_mlp(student, **kwargs) -> dict:
     """The mlp_forward probe; an exception from the submission fails the test with its message."""
     res = student.probe("mlp_forward", **kwargs)
@@ -227,7 +246,8 @@ def test_mlp_parameters_registered(student, rng):
     """With batch_norm=True all 10 parameter tensors are registered and each gets a non-zero gradient."""
     config = {**MLP_PUBLIC, "batch_norm": True}
     x = torch.randn(8, 12, generator=rng)
-    res = student.probe("mlp_grads", config=config, x=x, grad_output=torch.randn(8, 5, generator=rng), seed=_seed(rng))
+    g = torch.randn(8, 5, generator=rng)
+    res = student.probe("mlp_grads", config=config, x=x, grad_output=g, seed=_seed(rng))
     shapes = sorted(res["param_shapes"])
     expected = sorted([[10, 12], [10], [10], [10], [7, 10], [7], [7], [7], [5, 7], [5]])
     checks.assert_true(len(shapes) >= len(expected), Msg(
@@ -236,9 +256,12 @@ def test_mlp_parameters_registered(student, rng):
         "2 BatchNorm1d layers)"), REGISTER)
     checks.assert_equal(shapes, expected, "sorted(list(p.shape) for p in model.parameters())")
     checks.assert_attached(res["out"], "MLP(x)", hint=DETACHED)
-    for name, grad in res["grads"].items():  # the output is attached: a missing gradient is an unused layer
-        checks.assert_true(grad is not None and bool(grad.abs().sum() > 0), Msg(
-            f"参数 {name} 没有得到（非零）梯度", f"Parameter {name} received no (non-zero) gradient"), UNUSED)
+    # Every registered Linear/BatchNorm1d parameter gets the gradient the grader computes from the layers'
+    # own values (eval mode); the output is attached, so a missing or zero gradient is an unused layer.
+    for name, want in _mlp_expected_grads(res, x, g, [12, 10, 7, 5], [10, 7], "MLP(12, [10, 7], 5, batch_norm=True)"):
+        grad = res["grads"].get(name)
+        used = grad is not None and bool(grad.abs().sum() > 0)
+        checks.assert_grad(grad, want, f"{name}, MLP(x).backward(g)", hint=None if used else UNUSED)
 
 
 def _fit(student, spec, rng, blobs: str, fit: str, config: dict) -> tuple[dict, torch.Tensor]:
@@ -806,8 +829,9 @@ def test_multihead_values(student, rng):
 def test_multihead_heads_registered(student, rng):
     """Every head is registered; backward through 'reg' reaches the trunk and 'reg' only."""
     x = torch.randn(5, 6, generator=rng)
-    res = student.probe("multihead_grads", in_dim=6, hidden=9, heads=HEADS, x=x, head="reg",
-                        grad_output=torch.randn(5, 1, generator=rng), seed=_seed(rng))
+    g = torch.randn(5, 1, generator=rng)
+    res = student.probe("multihead_grads", in_dim=6, hidden=9, heads=HEADS, x=x, head="reg", grad_output=g,
+                        seed=_seed(rng))
     head_keys = [k for k in _head_keys(HEADS) if k.startswith("heads.")]
     unregistered = [k for k in head_keys if k not in res["registered"]]
     checks.assert_true(not unregistered, Msg(f"这些输出头参数不在 model.parameters() 中：{unregistered}",
@@ -815,10 +839,15 @@ def test_multihead_heads_registered(student, rng):
                        HEADS_REGISTER)
     checks.assert_equal(res["state_keys"], _head_keys(HEADS), "sorted(model.state_dict().keys())", hint=HEAD_KEYS)
     checks.assert_attached(res["out"], "MultiHeadNet(x, 'reg')", hint=DETACHED)
-    for name in ("trunk.0.weight", "trunk.0.bias", "heads.reg.weight", "heads.reg.bias"):
+    # The output and the gradients, computed here from the parameters' values.
+    names = ("trunk.0.weight", "trunk.0.bias", "heads.reg.weight", "heads.reg.bias")
+    p = {name: res["params"][name].detach().clone().requires_grad_(True) for name in names}
+    out = torch.relu(x @ p["trunk.0.weight"].T + p["trunk.0.bias"]) @ p["heads.reg.weight"].T + p["heads.reg.bias"]
+    checks.assert_close(res["out"], out.detach(), "MultiHeadNet(x, 'reg')", mistakes={ACT_AFTER_HEAD: torch.relu(out.detach())})
+    for name, want in zip(names, torch.autograd.grad(out, list(p.values()), g)):
         grad = res["grads"][name]
-        checks.assert_true(grad is not None and bool(grad.abs().sum() > 0), Msg(
-            f"{name} 没有得到（非零）梯度", f"{name} received no (non-zero) gradient"), UNUSED)
+        used = grad is not None and bool(grad.abs().sum() > 0)
+        checks.assert_grad(grad, want, f"{name}, MultiHeadNet(x, 'reg').backward(g)", hint=None if used else UNUSED)
     for name in ("heads.cls.weight", "heads.cls.bias", "heads.aux.weight", "heads.aux.bias"):
         checks.assert_no_grad(res["grads"][name], f"{name}, MultiHeadNet(x, 'reg').backward()", hint=ONLY_SELECTED)
 

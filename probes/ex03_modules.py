@@ -153,11 +153,16 @@ def _mlp(impl: ModuleType, config: dict[str, Any], seed: int, dtype: torch.dtype
 
 
 def _mlp_layers(model: nn.Module) -> dict[str, Any]:
-    """The registered Linear and BatchNorm1d layers (in ``modules()`` order) and the parameter list."""
+    """The registered Linear and BatchNorm1d layers (in ``modules()`` order), the names their weight
+    and bias have in ``named_parameters()`` (None if not there), and the parameter list."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
     return {
-        "linears": [[m.weight, m.bias] for m in model.modules() if isinstance(m, nn.Linear)],
-        "norms": [[m.weight, m.bias, m.running_mean, m.running_var, m.eps] for m in model.modules()
-                  if isinstance(m, nn.BatchNorm1d)],
+        "linears": [[m.weight, m.bias] for m in linears],
+        "norms": [[m.weight, m.bias, m.running_mean, m.running_var, m.eps] for m in norms],
+        "linear_names": [[names.get(id(m.weight)), names.get(id(m.bias))] for m in linears],
+        "norm_names": [[names.get(id(m.weight)), names.get(id(m.bias))] for m in norms],
         "param_shapes": [list(p.shape) for p in model.parameters()],
         "state_keys": list(model.state_dict().keys()),
     }
@@ -205,9 +210,11 @@ def mlp_grads(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, grad_ou
     """Back-propagate ``grad_output`` through ``MLP(**config)(x)``; the gradient of every parameter.
 
     What it trusts: ``param_shapes`` is the module's own answer to ``parameters()``, the behaviour under
-    test. The gradients come from autograd here and the test asks only that each is non-zero, not that
-    it equals one the grader computes from ``linears``/``norms``, so a submission that patches
-    ``torch.autograd.grad`` could pass a layer that forward never uses.
+    test. The gradients come from autograd here, but the grader compares each with the gradient it
+    computes itself from the returned layers' values (``linears``/``norms``, matched to ``grads`` by the
+    names in ``linear_names``/``norm_names``) for the same input and ``grad_output``: a layer that forward
+    never uses shows as a missing or wrong gradient, and patching ``torch.autograd.grad`` only gives
+    values that fail unless they are the right ones.
     """
     model = _mlp(impl, config, seed)
     model.train(train)
@@ -430,9 +437,11 @@ def multihead_grads(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str,
     """Back-propagate through one head; the gradient of every parameter, registered or not.
 
     What it trusts: ``registered`` and ``state_keys`` are the model's own answers to
-    ``named_parameters()`` and ``state_dict()``, the behaviour under test. The gradients come from
-    autograd here and the test asks only non-zero (trunk, selected head) or none (other heads), not
-    values the grader computes, so a submission that patches ``torch.autograd.grad`` could pass.
+    ``named_parameters()`` and ``state_dict()``, the behaviour under test. ``params`` are the values of
+    the same parameters; the grader computes the output and the trunk's and selected head's gradients
+    from them and compares them with ``out`` and ``grads``, so patching ``torch.autograd.grad`` (or
+    a forward that skips a layer) gives wrong values. That the other heads get no gradient is read
+    here; a forward that used them would also show in ``out``.
     """
     model = _multihead(impl, in_dim, hidden, heads, seed)
     params, registered = _all_params(model)
@@ -443,6 +452,7 @@ def multihead_grads(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str,
         got = torch.autograd.grad(out, [params[n] for n in trainable], grad_output, allow_unused=True)
         grads.update(zip(trainable, got))
     return {"out": out, "registered": registered, "grads": grads,
+            "params": {name: p.detach().clone() for name, p in params.items()},
             "state_keys": sorted(model.state_dict().keys())}
 
 
