@@ -113,6 +113,8 @@ TRAIN_RANDOM = Msg("训练变换应包含随机增强（RandomResizedCrop、Rand
 GLOBAL_SEED = Msg("训练变换在相同的 torch.manual_seed 下应得到相同结果：请使用 `torchvision` 的随机变换（它们使用 PyTorch 的全局随机数）",
                   "Under the same torch.manual_seed the training transform must give the same result: use torchvision's "
                   "random transforms (they draw from PyTorch's global random state)")
+JITTER = Msg("训练变换的颜色抖动应为 ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)",
+             "The training transform's colour jitter is ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)")
 RESIZE_THEN_CROP = Msg("测试变换应为 Resize(size) → CenterCrop(size) → ToTensor() → Normalize(mean, std)，缩放作用在 PIL 图像上",
                        "The test transform is Resize(size) → CenterCrop(size) → ToTensor() → Normalize(mean, std), resizing "
                        "the PIL image")
@@ -890,6 +892,59 @@ def test_train_transform_random(student, rng):
     checks.assert_close(a_again, a, "build_transforms(train=True)(image) #2", hint=GLOBAL_SEED)
     for out in outs[1]:
         checks.assert_close(out, _black_expected(32), "build_transforms(train=True)(black_image)", atol=1e-4, hint=NORMALIZE)
+
+
+def _jitter_factors(outs: list, pixels: tuple[int, int, int]) -> tuple[list[float], list[float]]:
+    """Brightness factor b and contrast × saturation factor cs behind each output of a constant image.
+
+    On an image of one colour v, cropping and flipping change nothing; brightness scales by b,
+    contrast and saturation both pull every channel towards the luma L by their factors, so a channel
+    becomes b·(L + cs·(v − L)) and the luma b·L.
+    """
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    v = torch.tensor(pixels, dtype=torch.float32) / 255
+    level = float((v * luma).sum())
+    bs, css = [], []
+    for out in outs:
+        u = (out * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)).mean((1, 2))
+        b = float((u * luma).sum()) / level
+        bs.append(b)
+        far = [c for c in range(3) if abs(float(v[c]) - level) > 0.1]
+        css.append(sum(float((u[c] / b - level) / (v[c] - level)) for c in far) / len(far) if far else 1.0)
+    return bs, css
+
+
+@graded(task="build_transforms", kind="accuracy", points=1, visibility="hidden")
+def test_train_transform_color_jitter(student, spec):
+    """ColorJitter(0.2, 0.2, 0.2): on constant images over many seeds, brightness factors stay in
+    [0.8, 1.2] and vary; contrast × saturation stays in [0.64, 1.44] and leaves [0.8, 1.2] at times."""
+    p = spec.param("jitter")
+    colour = tuple(p["colour"])
+    images = [torch.full((12, 10, 3), p["gray"], dtype=torch.uint8), torch.tensor(colour, dtype=torch.uint8).expand(12, 10, 3)]
+    outs = _transform_probe(student, True, images, list(range(100, 100 + p["seeds"])), "build_transforms(train=True)")
+    for row in outs:
+        for out in row:
+            checks.assert_shape(out, (3, 32, 32), "build_transforms(train=True)(constant_image)")
+    bs, _ = _jitter_factors(outs[0], (p["gray"],) * 3)
+    low, high = p["brightness_range"]
+    checks.assert_true(low <= min(bs) and max(bs) <= high, Msg(
+        f"亮度因子在 {min(bs):.3f} 到 {max(bs):.3f} 之间，应在 [0.8, 1.2] 内", f"Brightness factors range over "
+        f"{min(bs):.3f}..{max(bs):.3f}; they must stay in [0.8, 1.2]"), JITTER)
+    checks.assert_true(max(bs) - min(bs) >= p["brightness_spread"], Msg(
+        f"{p['seeds']} 个随机种子下亮度因子只在 {min(bs):.3f} 到 {max(bs):.3f} 之间变化：没有亮度抖动",
+        f"Over {p['seeds']} seeds the brightness factor only ranges over {min(bs):.3f}..{max(bs):.3f}: no brightness "
+        "jitter"), JITTER)
+    _, css = _jitter_factors(outs[1], colour)
+    low, high = p["contrast_saturation_range"]
+    checks.assert_true(low <= min(css) and max(css) <= high, Msg(
+        f"对比度 × 饱和度因子在 {min(css):.3f} 到 {max(css):.3f} 之间，应在 [0.64, 1.44] 内",
+        f"Contrast × saturation factors range over {min(css):.3f}..{max(css):.3f}; they must stay in [0.64, 1.44]"),
+        JITTER)
+    wide = sum(c < 0.75 or c > 1.25 for c in css)
+    checks.assert_true(wide >= 1, Msg(
+        f"{p['seeds']} 个随机种子下对比度 × 饱和度因子从未超出 [0.75, 1.25]：对比度或饱和度抖动缺失",
+        f"Over {p['seeds']} seeds contrast × saturation never left [0.75, 1.25]: contrast or saturation jitter is "
+        "missing"), JITTER)
 
 
 @graded(task="build_transforms", kind="shape", points=1, visibility="hidden")
