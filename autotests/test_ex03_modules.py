@@ -319,13 +319,11 @@ def test_mlp_edge_shapes(student, rng):
                         hint=FLATTEN if _batch_changed(res["outs"][0], 3) else None)
 
     x = torch.randn(5, 4, 3, generator=rng)
-    seed = _seed(rng)
-    plain = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=seed)
-    res = student.probe("mlp_forward", config=MLP_PUBLIC, x=x.transpose(1, 2).contiguous(), seed=seed,
+    res = student.probe("mlp_forward", config=MLP_PUBLIC, x=x.transpose(1, 2).contiguous(), seed=_seed(rng),
                         transpose=[1, 2])
     what = "MLP(12, [10, 7], 5)(x.transpose(1, 2).contiguous().transpose(1, 2))"
     _no_error(res, what, NON_CONTIGUOUS)
-    checks.assert_close(res["outs"][0], plain["outs"][0], what)
+    checks.assert_close(res["outs"][0], _mlp_expected(x, _mlp_chain(res, [12, 10, 7, 5], what)), what)
 
 
 @graded(task="MLP", kind="shape", points=1, visibility="hidden")
@@ -345,10 +343,27 @@ def test_mlp_keeps_batch_dimension(student, rng):
                         FLATTEN)
 
 
+def _last_layer_preimage(out: torch.Tensor, last: tuple, what: str) -> torch.Tensor:
+    """The hidden activations h with ``out = h W_lastᵀ + b_last`` (the last Linear has more outputs than
+    inputs, so h is unique); fails when ``out`` is not of that form: something follows the last Linear."""
+    out = checks.assert_tensor(out, what).double()
+    w, b = last[0].double(), last[1]
+    r = (out - (b.double() if b is not None else 0)).T
+    z = torch.linalg.lstsq(w, r).solution
+    residual = float((w @ z - r).norm() / (r.norm() + 1e-12))
+    checks.assert_true(residual <= 1e-8, Msg(
+        f"{what}：输出不在最后一个 nn.Linear 的值域内（相对残差 {residual:.2g}）：它后面还有别的层",
+        f"{what}: the output is not W_last·h + b_last for any h (relative residual {residual:.2g}): something "
+        "follows the last nn.Linear"), ACT_AFTER_LAST)
+    return z.T
+
+
 @graded(task="MLP", kind="accuracy", points=2, visibility="hidden")
 def test_mlp_train_eval_modes(student, rng):
-    """BN uses batch statistics in train mode; dropout acts only in train mode; nothing follows the last Linear."""
-    d0, d1, d2, d3 = _distinct_dims(rng, 4)
+    """BN uses batch statistics in train mode; dropout acts only in train mode, as inverted dropout after each
+    hidden ReLU; nothing follows the last Linear (the output width is the largest, so this shows in the values)."""
+    d0, d1, d2 = _distinct_dims(rng, 3, 3, 16)
+    d3 = int(torch.randint(20, 28, (1,), generator=rng))  # more outputs than any hidden width
     dims = [d0, d1, d2, d3]
     x = torch.randn(16, d0, dtype=torch.float64, generator=rng)
     bn = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3, "batch_norm": True}
@@ -361,27 +376,44 @@ def test_mlp_train_eval_modes(student, rng):
 
     drop = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3, "dropout": 0.5}
     res = _run_mlp(student, config=drop, x=x, modes=["eval", "eval", "train"], seed=_seed(rng),
-                        dtype=torch.float64)
+                   dtype=torch.float64)
     chain = _mlp_chain(res, dims, "MLP(dropout=0.5)")
     eval1, eval2, train = res["outs"]
-    checks.assert_close(eval2, eval1, "MLP(dropout=0.5).eval()(x) #2", hint=DROPOUT_EVAL)
-    # eval mode is deterministic by now, so a wrong value is not about dropout
-    checks.assert_close(eval1, _mlp_expected(x, chain), "MLP(dropout=0.5).eval()(x)",
+    expected = _mlp_expected(x, chain)
+    # Two eval outputs that differ from each other only choose the hint: the verdict is each one's value.
+    random_eval = isinstance(eval2, torch.Tensor) and eval2.shape == eval1.shape and not torch.equal(eval1, eval2)
+    checks.assert_close(eval1, expected, "MLP(dropout=0.5).eval()(x)", hint=DROPOUT_EVAL if random_eval else None,
                         mistakes={ACT_AFTER_LAST: _mlp_expected(x, chain, relu_last=True)})
-    checks.assert_tensor(train, "MLP(dropout=0.5).train()(x)")
-    checks.assert_true(res["last_linear"][2] is not None and torch.equal(train, res["last_linear"][2]), Msg(
-        "train 模式下 MLP 的输出不等于最后一个 nn.Linear 的输出：它后面还有别的层",
-        "In train mode the MLP's output is not the output of its last nn.Linear: something follows it"),
-        ACT_AFTER_LAST)
-    checks.assert_true(not torch.allclose(train, eval1), Msg(
-        "MLP(dropout=0.5) 在 train 与 eval 模式下输出相同", "MLP(dropout=0.5) gives the same output in train and eval mode"),
-        DROPOUT_TRAIN)
+    checks.assert_close(eval2, expected, "MLP(dropout=0.5).eval()(x) #2", hint=DROPOUT_EVAL)
+    _last_layer_preimage(train, chain[-1], "MLP(dropout=0.5).train()(x)")
+
+    # One hidden layer: the activations before the last Linear are known here, so each must be
+    # dropped (0) or kept and scaled by 1 / (1 - p) = 2, and some must be dropped.
+    one = {"in_dim": d0, "hidden_dims": [d1], "out_dim": d3, "dropout": 0.5}
+    x = torch.randn(64, d0, dtype=torch.float64, generator=rng)
+    res = _run_mlp(student, config=one, x=x, modes=["train"], seed=_seed(rng), dtype=torch.float64)
+    chain = _mlp_chain(res, [d0, d1, d3], "MLP(dropout=0.5)")
+    what = f"MLP({d0}, [{d1}], {d3}, dropout=0.5).train()(x)"
+    z = _last_layer_preimage(res["outs"][0], chain[-1], what)
+    w1, b1 = chain[0]
+    kept = 2 * torch.relu(x @ w1.T + b1)
+    tol = 1e-6 * (1 + kept)
+    dropped, doubled = z.abs() <= tol, (z - kept).abs() <= tol
+    checks.assert_true(bool((dropped | doubled).all()) and bool((dropped & (kept > tol)).any()), Msg(
+        f"{what}：隐藏层激活应为 0（被丢弃）或 ReLU 输出的 2 倍（保留并除以 1-p），且应有一部分被丢弃；"
+        f"实际有 {int((~(dropped | doubled)).sum())} 个值两者都不是，{int((dropped & (kept > tol)).sum())} 个被丢弃",
+        f"{what}: each hidden activation must be 0 (dropped) or twice the ReLU output (kept and divided by 1-p), and "
+        f"some must be dropped; {int((~(dropped | doubled)).sum())} are neither, "
+        f"{int((dropped & (kept > tol)).sum())} were dropped"), DROPOUT_TRAIN)
 
     plain = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3}
+    x = x[:16]
     res = _run_mlp(student, config=plain, x=x, modes=["train", "eval"], seed=_seed(rng), dtype=torch.float64)
-    checks.assert_close(res["outs"][0], res["outs"][1], "MLP(dropout=0).train()(x)",
-                        hint=Msg("dropout=0 且没有 BN 时 train 与 eval 的输出应相同",
-                                 "With dropout=0 and no BN, train and eval outputs must agree"))
+    chain = _mlp_chain(res, dims, "MLP(dropout=0)")
+    for out, mode in zip(res["outs"], ("train", "eval")):
+        checks.assert_close(out, _mlp_expected(x, chain), f"MLP(dropout=0).{mode}()(x)",
+                            hint=Msg("dropout=0 且没有 BN 时 train 与 eval 的输出应相同",
+                                     "With dropout=0 and no BN, train and eval outputs must agree"))
 
 
 @graded(task="MLP", kind="accuracy", points=1, visibility="hidden")

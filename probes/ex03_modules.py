@@ -174,34 +174,27 @@ def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes
                 transpose: list[int] | None = None) -> dict[str, Any]:
     """Build ``MLP(**config)`` and run ``x`` through it once per entry of ``modes`` ("train"/"eval").
 
-    Returns the outputs, the output of the last ``nn.Linear`` called in each forward (forward
-    hooks), and the registered layers. ``transpose`` makes ``x`` a non-contiguous view first.
-    An exception from the forward pass is returned as ``error`` (with the registered layers).
+    Returns the outputs and the registered layers. ``transpose`` makes ``x`` a non-contiguous view
+    first. An exception from the forward pass is returned as ``error`` (with the registered layers).
 
-    What it trusts: the outputs, which the grader recomputes from the registered layers' own tensors
-    and compares. Where two outputs made here are only compared with each other (a transposed input,
-    train vs eval) a cache keyed on the input could agree; ``last_linear`` is a hook's record next to
-    student code, yet alone fails a layer after the last Linear in train mode (a replayed hook fakes it).
+    What it trusts: only values. Each output is compared in the grader with the network it computes from
+    the registered layers' own tensors (a transposed input included), or, in train mode with dropout,
+    checked there for the structure dropout leaves: with more outputs than the last hidden width, an
+    output lies in the column space of the last Linear's weight (anything after that layer leaves it),
+    and the hidden activations recovered from it are each 0 or the eval-mode value scaled by 1/(1-p).
     """
     result: dict[str, Any] = {"error": None}
     model = _mlp(impl, config, seed, dtype, device)
     if transpose is not None:
         x = x.transpose(*transpose)
-    calls: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: calls.append(out))
-             for m in model.modules() if isinstance(m, nn.Linear)]
-    outs, last_linear = [], []
+    outs = []
     with _observe_errors(result, impl=impl):
         for mode in modes:
             model.train(mode == "train")
-            calls.clear()
             outs.append(model(x))
-            last_linear.append(calls[-1] if calls else None)
-    for h in hooks:
-        h.remove()
     if result["error"] is not None:
         return {**result, **_mlp_layers(model)}
-    return {**result, "outs": outs, "last_linear": last_linear, **_mlp_layers(model)}
+    return {**result, "outs": outs, **_mlp_layers(model)}
 
 
 @probe
