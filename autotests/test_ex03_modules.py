@@ -274,6 +274,15 @@ def _fit(student, spec, rng, blobs: str, fit: str, config: dict) -> tuple[dict, 
                                                      "The MLP has no registered parameters, so it cannot be trained"),
                        REGISTER)
     checks.assert_shape(res["logits"], (b["n_eval"], b["classes"]), "model(x_eval)")
+    # The logits are the eval-mode network of the trained layers, computed here from their values.
+    dims = [b["dim"], *config["hidden_dims"], b["classes"]]
+    widths = list(config["hidden_dims"]) if config.get("batch_norm") else []
+    layers = res["layers"]
+    chain = _mlp_chain(layers, dims, "MLP (trained)")
+    norms = _mlp_norms(layers, widths, "MLP (trained)") if widths else None
+    checks.assert_close(res["logits"], _mlp_expected(x[n:], chain, norms), "model.eval()(x_eval)",
+                        atol=1e-4, rtol=1e-4, rel_l2=1e-4)
+    res.update(expected_layers=(chain, norms), dims=dims, x_eval=x[n:])
     return res, y[n:]  # the held-out labels stay here
 
 
@@ -422,10 +431,21 @@ def test_mlp_learns_blobs_with_bn_and_dropout(student, spec, rng):
     config = {"hidden_dims": [32, 16], "dropout": 0.2, "batch_norm": True}
     res, labels = _fit(student, spec, rng, "blobs_hidden", "fit_hidden", config)
     _assert_accuracy(res["logits"], labels, spec.param("accuracy_hidden"), "MLP(d, [32, 16], k, BN, dropout)")
-    checks.assert_close(res["twin_logits"], res["logits"], "twin.load_state_dict(model.state_dict()); twin(x_eval)",
-                        hint=Msg("state_dict 应包含所有层（含 BN 的运行统计量）：请注册所有子层",
-                                 "The state_dict must hold every layer (BN running statistics included): register "
-                                 "every sub-layer"))
+    # The twin that loaded the state_dict holds the trained values, and its logits are its own network's.
+    hint = Msg("state_dict 应包含所有层（含 BN 的运行统计量）：请注册所有子层",
+               "The state_dict must hold every layer (BN running statistics included): register every sub-layer")
+    chain, norms = res["expected_layers"]
+    what = "twin.load_state_dict(model.state_dict())"
+    twin_chain = _mlp_chain(res["twin_layers"], res["dims"], what)
+    twin_norms = _mlp_norms(res["twin_layers"], [32, 16], what)
+    for i, ((w, b), (tw, tb)) in enumerate(zip(chain, twin_chain)):
+        checks.assert_close(tw, w, f"{what}: Linear #{i + 1} weight", hint=hint)
+        checks.assert_close(tb, b, f"{what}: Linear #{i + 1} bias", hint=hint)
+    for width, stats in norms.items():
+        for j, label in enumerate(("weight", "bias", "running_mean", "running_var")):
+            checks.assert_close(twin_norms[width][j], stats[j], f"{what}: BatchNorm1d({width}).{label}", hint=hint)
+    checks.assert_close(res["twin_logits"], _mlp_expected(res["x_eval"], twin_chain, twin_norms),
+                        f"{what}; twin.eval()(x_eval)", atol=1e-4, rtol=1e-4, rel_l2=1e-4, hint=hint)
 
 
 # -- T3.2 count_parameters ---------------------------------------------------------------------------------

@@ -226,18 +226,21 @@ def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_t
             x_eval: torch.Tensor, steps: int, lr: float, batch_size: int, seed: int) -> dict[str, Any]:
     """Train ``MLP(**config)`` with Adam and cross-entropy on minibatches of the given data.
 
-    Returns the eval-mode logits on ``x_eval``, and those of a second instance (another seed) that
-    loaded the trained model's ``state_dict``. A model without parameters is reported, not trained.
+    Returns the eval-mode logits on ``x_eval`` and the trained model's registered layers, and the same
+    for a second instance (another seed) that loaded the trained model's ``state_dict``. A model without
+    parameters is reported, not trained.
 
     What it trusts: the held-out labels never enter the worker, and the logits come from parameters
-    this probe trained, so accuracy cannot be forged without learning. ``twin_logits`` is compared
-    only with ``logits``, both made here: a model that remembers outputs by input could match them
-    without a ``state_dict`` that holds every layer.
+    this probe trained, so accuracy cannot be forged without learning. Both sets of logits are compared
+    in the grader with the eval-mode network it computes from the layers returned with them (BatchNorm
+    running statistics included), and the twin's layers with the trained model's: a model that
+    remembers outputs by input, or a ``state_dict`` that leaves a layer out, gives wrong values.
     """
     model = _mlp(impl, config, seed)
     if not list(model.parameters()):
         return {"n_params": 0}
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(steps):
@@ -254,7 +257,7 @@ def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_t
     twin.eval()
     with torch.no_grad():
         twin_logits = twin(x_eval)
-    return {"logits": logits, "twin_logits": twin_logits}
+    return {"logits": logits, "twin_logits": twin_logits, "layers": _mlp_layers(model), "twin_layers": _mlp_layers(twin)}
 
 
 # -- build_sequential ---------------------------------------------------------------------------------
