@@ -49,6 +49,9 @@ class GradingRun:
     deselected: list[tuple[str, str, float]] = field(default_factory=list)  # (exercise, visibility, points)
     intake_problems: dict[str, Msg] = field(default_factory=dict)  # exercise -> why its file cannot be graded
     capture: OutputCapture = field(default_factory=OutputCapture)
+    # A reference worker kept by the caller across runs (a batch, the project's tests): it runs only
+    # trusted code, so one can serve many submissions; this run uses it and leaves it open.
+    shared_reference: WorkerSession | None = None
     _sandbox: Sandbox | None = None
     _session: WorkerSession | None = None
     _reference_session: WorkerSession | None = None
@@ -98,6 +101,8 @@ class GradingRun:
     def reference_session(self) -> WorkerSession | None:
         if self.reference_dir is None:
             return None
+        if self.shared_reference is not None:
+            return self.shared_reference
         if self._reference_session is None:
             from grader.sandbox.process import ProcessSandbox  # trusted code: no isolation needed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -10,22 +11,49 @@ from pathlib import Path
 from grader.catalog import find_course
 from grader.grading import GradingRun
 from grader.pipeline import run_autotests
+from grader.remote import WorkerSession
 from grader.report import TestResult
+from grader.sandbox import WorkerLaunch
+from grader.sandbox.process import ProcessSandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = find_course(Path(__file__).resolve().parents[1])
+
+
+_REFERENCE: WorkerSession | None = None
+
+
+def shared_reference() -> WorkerSession:
+    """One reference worker for every grading in this test session (it runs trusted code only)."""
+    global _REFERENCE
+    if _REFERENCE is None:
+        _REFERENCE = WorkerSession(ProcessSandbox(COURSE.probes_dir), WorkerLaunch(COURSE.solutions_dir))
+        atexit.register(_REFERENCE.close)
+    return _REFERENCE
 
 
 def grade_folder(modules_dir: Path, exercises: list[str] | None = None, keyword: str = "",
                  markexpr: str = "", sandbox: str = "process") -> dict[str, TestResult]:
     """Grade the exercise files in ``modules_dir`` in this process; results by test name."""
     run = GradingRun(course=COURSE, modules_dir=modules_dir, sandbox_name=sandbox,
-                     reference_dir=COURSE.solutions_dir, print_summary=False)
+                     reference_dir=COURSE.solutions_dir, print_summary=False, shared_reference=shared_reference())
     try:
         run_autotests(run, markexpr=markexpr, keyword=keyword, exercises=exercises)
     finally:
         run.close()
     return {r.name: r for r in run.results}
+
+
+def grade_folder_per_exercise(modules_dir: Path, exercises: list[str], keyword: str = "",
+                              sandbox: str = "process") -> dict[tuple[str, str], TestResult]:
+    """Like :func:`grade_folder` for several exercises at once; results by (exercise, test name)."""
+    run = GradingRun(course=COURSE, modules_dir=modules_dir, sandbox_name=sandbox,
+                     reference_dir=COURSE.solutions_dir, print_summary=False, shared_reference=shared_reference())
+    try:
+        run_autotests(run, keyword=keyword, exercises=exercises)
+    finally:
+        run.close()
+    return {(r.exercise, r.name): r for r in run.results}
 
 
 def write_zip(path: Path, files: dict[str, str | bytes]) -> Path:

@@ -1,31 +1,64 @@
 """The autotests catch wrong answers: every broken variant of a reference loses points with a
-message that names its symptom, and correct solutions written differently score full."""
+message that names its symptom, and correct solutions written differently score full.
+
+Variants are graded in groups that hold at most one variant per exercise: the worker keeps each
+exercise in a process of its own, so one grading serves a variant of every exercise at once (a
+variant can only disturb its own exercise). The test items stay one per variant.
+"""
 
 from __future__ import annotations
 
+import functools
+import tempfile
+from itertools import zip_longest
 from pathlib import Path
 
 import pytest
-from support import COURSE, Variant, grade_folder, load_variants
+from support import COURSE, Variant, grade_folder_per_exercise, load_variants
 
+from grader.report import TestResult
 from grader.verdicts import Status
 
-MUTANTS = load_variants("mutant")
-ALTERNATIVES = load_variants("alternative")
+
+def _grouped(variants: list[Variant]) -> list[list[Variant]]:
+    """Groups of variants with at most one per exercise, the larger exercises spread first."""
+    by_exercise: dict[str, list[Variant]] = {}
+    for variant in variants:
+        by_exercise.setdefault(variant.exercise, []).append(variant)
+    return [[v for v in row if v is not None] for row in zip_longest(*by_exercise.values())]
 
 
-def _write_variant(variant: Variant, folder: Path) -> Path:
-    source = (COURSE.solutions_dir / f"{variant.exercise}.py").read_text(encoding="utf-8")
-    (folder / f"{variant.exercise}.py").write_text(variant.apply(source), encoding="utf-8")
-    return folder
+MUTANT_GROUPS = _grouped(load_variants("mutant"))
+ALTERNATIVE_GROUPS = _grouped(load_variants("alternative"))
+MUTANTS = [(i, v) for i, group in enumerate(MUTANT_GROUPS) for v in group]
+ALTERNATIVES = [(i, v) for i, group in enumerate(ALTERNATIVE_GROUPS) for v in group]
+
+
+def _grade_group(group: list[Variant], keyword: str) -> dict[tuple[str, str], TestResult]:
+    folder = Path(tempfile.mkdtemp(prefix="grader-variants-"))
+    for variant in group:
+        source = (COURSE.solutions_dir / f"{variant.exercise}.py").read_text(encoding="utf-8")
+        (folder / f"{variant.exercise}.py").write_text(variant.apply(source), encoding="utf-8")
+    return grade_folder_per_exercise(folder, [v.exercise for v in group], keyword=keyword)
+
+
+@functools.lru_cache(maxsize=4)
+def _mutant_group(index: int) -> dict[tuple[str, str], TestResult]:
+    group = MUTANT_GROUPS[index]
+    return _grade_group(group, " or ".join(sorted({name for v in group for name in v.fails})))
+
+
+@functools.lru_cache(maxsize=2)
+def _alternative_group(index: int) -> dict[tuple[str, str], TestResult]:
+    return _grade_group(ALTERNATIVE_GROUPS[index], "")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[f"{m.exercise}-{m.name}" for m in MUTANTS])
-def test_mutant_loses_points_with_a_clear_message(mutant: Variant, tmp_path: Path) -> None:
-    results = grade_folder(_write_variant(mutant, tmp_path), [mutant.exercise], keyword=" or ".join(mutant.fails))
+@pytest.mark.parametrize("index,mutant", MUTANTS, ids=[f"{m.exercise}-{m.name}" for _, m in MUTANTS])
+def test_mutant_loses_points_with_a_clear_message(index: int, mutant: Variant) -> None:
+    results = _mutant_group(index)
     for name in mutant.fails:
-        result = results[name]
+        result = results[(mutant.exercise, name)]
         assert result.status not in (Status.PASSED, Status.GRADER_ERROR), f"{name} did not catch: {mutant.description}"
         assert result.score == 0
         text = " ".join(m.en for m in (result.message, result.detail) if m is not None)  # what an instructor sees
@@ -33,9 +66,9 @@ def test_mutant_loses_points_with_a_clear_message(mutant: Variant, tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ALTERNATIVES, ids=[f"{v.exercise}-{v.name}" for v in ALTERNATIVES])
-def test_correct_alternative_scores_full(variant: Variant, tmp_path: Path) -> None:
-    results = grade_folder(_write_variant(variant, tmp_path), [variant.exercise])
+@pytest.mark.parametrize("index,variant", ALTERNATIVES, ids=[f"{v.exercise}-{v.name}" for _, v in ALTERNATIVES])
+def test_correct_alternative_scores_full(index: int, variant: Variant) -> None:
+    results = {name: r for (exercise, name), r in _alternative_group(index).items() if exercise == variant.exercise}
     failed = {n: (r.status.value, r.message.en if r.message else "") for n, r in results.items()
               if r.status != Status.PASSED}
     assert results and not failed, failed
@@ -43,5 +76,10 @@ def test_correct_alternative_scores_full(variant: Variant, tmp_path: Path) -> No
 
 def test_every_exercise_has_mutants_and_alternatives() -> None:
     exercises = {spec.id for spec in COURSE.exercises()}
-    assert exercises <= {m.exercise for m in MUTANTS}
-    assert exercises <= {a.exercise for a in ALTERNATIVES}
+    assert exercises <= {m.exercise for _, m in MUTANTS}
+    assert exercises <= {a.exercise for _, a in ALTERNATIVES}
+
+
+def test_groups_hold_one_variant_per_exercise() -> None:
+    for group in MUTANT_GROUPS + ALTERNATIVE_GROUPS:
+        assert len({v.exercise for v in group}) == len(group)
