@@ -178,12 +178,16 @@ def _minimize(student: Any, f: str, x0: float, steps: list[int | None], lr: floa
     """``minimize_scalar`` results for each entry of ``steps``, after the checks every run must pass."""
     res = student.probe("run_minimize", f=f, x0=x0, steps=steps, lr=lr)
     what = f"minimize_scalar({f}, x0={x0:.4g}" + ("" if lr is None else f", lr={lr:g}") + ")"
+    # What the probe saw next to student code (counts, warnings) only chooses the hint; the verdict is
+    # the error or the values, which the callers compare with gradient descent computed here.
     if res["nonleaf_calls"] or any(NON_LEAF_WARNING in w for w in res["warnings"]):
-        checks.fail(NON_LEAF_X)
-    if res["no_grad_calls"]:
-        checks.fail(LOST_REQUIRES_GRAD)
+        hint = NON_LEAF_X
+    elif res["no_grad_calls"]:
+        hint = LOST_REQUIRES_GRAD
+    else:
+        hint = INPLACE_NEEDS_NO_GRAD if res["error"] is not None and "leaf Variable" in res["error"] else None
     if res["error"] is not None:
-        _raised(res["error"], what, INPLACE_NEEDS_NO_GRAD if "leaf Variable" in res["error"] else None)
+        _raised(res["error"], what, hint)
     return [_assert_float(v, what) for v in res["values"]]
 
 

@@ -59,11 +59,11 @@ def run_minimize(impl: ModuleType, f: str, x0: float, steps: list[int | None],
     The function handed over records, for every evaluation, whether its argument was a leaf and
     whether it required grad.
 
-    What it trusts: the values, which the grader compares with gradient descent it computes itself
-    (float64, step by step), so forging them means computing them. The counts and warnings are made
-    next to student code (the counter sits in the closure of the function the submission is handed) yet
-    also fail a run whose values are right (x updated out of place, used with ``autograd.grad``); zeroing
-    them hides that, so "x stays a leaf" is an observation, not a value.
+    What it trusts: the values (or the exception), which the grader compares with gradient descent it
+    computes itself (float64, step by step), so forging them means computing them. The counts and
+    warnings are made next to student code (the counter sits in the closure of the function the
+    submission is handed) and only choose the hint: a run whose values are right passes however x was
+    updated, and one that loses the leaf fails on its error or its values.
     """
     fn = FUNCTIONS[f]
     seen = {"calls": 0, "nonleaf_calls": 0, "no_grad_calls": 0}

@@ -104,10 +104,14 @@ def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill
     With ``prefill`` every parameter is first set to that constant, so untouched ones are visible.
     With ``x`` the initialised model is run and back-propagated (``grad_output``) afterwards.
 
-    What it trusts: the parameter values, whose statistics, exact 0/1/prefill and gradients the grader
-    checks itself, so forging them means initialising. ``replaced``, ``missing``, ``not_trainable_leaf``
-    and the deprecation ``warnings`` are read next to student code yet fail a test on their own; a
-    submission that silences warnings hides a deprecated call, so that part is forgeable.
+    What it trusts: only values. ``params`` are the values of the parameter objects the model held
+    before ``apply`` (those an optimizer made earlier would update); the grader checks their statistics
+    and exact 0/1/prefill itself. With ``x``, ``grads`` are the gradients of the model's output with
+    respect to those same objects, which the grader compares with the gradients it computes from
+    ``params``: a parameter that was replaced (the model computes with another object), or one left not
+    requiring grad, gets no gradient, a wrong value. ``replaced``, ``missing``, ``not_trainable_leaf``
+    and the ``warnings`` are read next to student code and only choose the hint; the use of a
+    deprecated ``nn.init`` function is judged by the grader from the submitted source.
     """
     model = build_model(layers, seed=seed)
     if prefill is not None:
@@ -123,7 +127,7 @@ def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill
     after = dict(model.named_parameters())
     result.update({
         "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
-        "params": {name: p.detach().clone() for name, p in after.items()},
+        "params": {name: p.detach().clone() for name, p in before.items()},
         "replaced": sorted(name for name, p in after.items() if before.get(name) is not p),
         "not_trainable_leaf": sorted(name for name, p in after.items()
                                      if not (isinstance(p, nn.Parameter) and p.is_leaf and p.requires_grad)),
@@ -131,10 +135,10 @@ def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill
     })
     if x is not None and result["error"] is None:
         out = model(x)
-        trainable = [name for name, p in after.items() if p.requires_grad]
-        grads: dict[str, Any] = dict.fromkeys(after)
-        if out.requires_grad and trainable:
-            got = torch.autograd.grad(out, [after[n] for n in trainable], grad_output, allow_unused=True)
+        trainable = [name for name, p in before.items() if p.requires_grad]
+        grads: dict[str, Any] = dict.fromkeys(before)
+        if isinstance(out, torch.Tensor) and out.requires_grad and trainable:
+            got = torch.autograd.grad(out, [before[n] for n in trainable], grad_output, allow_unused=True)
             grads.update(zip(trainable, got))
         result["grads"] = grads
     return result
