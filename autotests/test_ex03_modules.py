@@ -279,8 +279,8 @@ def _fit(student, spec, rng, blobs: str, fit: str, config: dict) -> tuple[dict, 
     dims = [b["dim"], *config["hidden_dims"], b["classes"]]
     widths = list(config["hidden_dims"]) if config.get("batch_norm") else []
     layers = res["layers"]
-    chain = _mlp_chain(layers, dims, "MLP (trained)")
-    norms = _mlp_norms(layers, widths, "MLP (trained)") if widths else None
+    chain = _mlp_chain(layers, dims, "model.eval()")
+    norms = _mlp_norms(layers, widths, "model.eval()") if widths else None
     checks.assert_close(res["logits"], _mlp_expected(x[n:], chain, norms), "model.eval()(x_eval)",
                         atol=1e-4, rtol=1e-4, rel_l2=1e-4)
     res.update(expected_layers=(chain, norms), dims=dims, x_eval=x[n:])
@@ -440,11 +440,11 @@ def test_mlp_learns_blobs_with_bn_and_dropout(student, spec, rng):
     twin_chain = _mlp_chain(res["twin_layers"], res["dims"], what)
     twin_norms = _mlp_norms(res["twin_layers"], [32, 16], what)
     for i, ((w, b), (tw, tb)) in enumerate(zip(chain, twin_chain)):
-        checks.assert_close(tw, w, f"{what}: Linear #{i + 1} weight", hint=hint)
-        checks.assert_close(tb, b, f"{what}: Linear #{i + 1} bias", hint=hint)
+        checks.assert_close(tw, w, f"twin.linears[{i}].weight", hint=hint)
+        checks.assert_close(tb, b, f"twin.linears[{i}].bias", hint=hint)
     for width, stats in norms.items():
         for j, label in enumerate(("weight", "bias", "running_mean", "running_var")):
-            checks.assert_close(twin_norms[width][j], stats[j], f"{what}: BatchNorm1d({width}).{label}", hint=hint)
+            checks.assert_close(twin_norms[width][j], stats[j], f"twin.BatchNorm1d({width}).{label}", hint=hint)
     checks.assert_close(res["twin_logits"], _mlp_expected(res["x_eval"], twin_chain, twin_norms),
                         f"{what}; twin.eval()(x_eval)", atol=1e-4, rtol=1e-4, rel_l2=1e-4, hint=hint)
 
@@ -678,7 +678,7 @@ def test_init_in_place_and_trainable(student, spec, request, rng):
     expected = torch.autograd.grad(out, list(p.values()), g)
     for (name, _), want in zip(p.items(), expected):
         got = res["grads"][name]
-        checks.assert_grad(got, want, f"{name} (the object held before init)", hint=IN_PLACE if got is None else hint)
+        checks.assert_grad(got, want, f"params_before_init[{name!r}]", hint=IN_PLACE if got is None else hint)
     # Read by the grader from the submitted file, not from the warnings the probe caught next to student code.
     source_file = grading_run(request.config).modules_dir / f"{spec.id}.py"
     deprecated = _deprecated_init_calls(source_file.read_text(encoding="utf-8", errors="replace"))
