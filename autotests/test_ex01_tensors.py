@@ -379,12 +379,15 @@ def test_masked_mean_gradient(student, rng):
 
 @graded(task="masked_mean", kind="accuracy", points=1, visibility="hidden")
 def test_masked_mean_mask_types_and_devices(student, reference, rng):
-    """Integer and 0/1 float masks, batch 1, 2-D input and the meta device."""
+    """Integer and 0/1 float masks (a float64 mask keeps a float32 result), batch 1, 2-D input, a
+    ``dim`` past the mask's dimensions, and the meta device."""
     x = torch.randn(3, 6, 4, generator=rng)
     mask = _lengths_mask(rng, 3, 6)
-    for m in (mask.long(), mask.float()):
+    for m in (mask.long(), mask.float(), mask.double()):
         checks.assert_close(student.masked_mean(x, m, 1), _loop_masked_mean(x, mask),
                             f"masked_mean(x, mask.to({m.dtype}), 1)")
+    # dim 2 lies past the mask (B, T): every feature of an unmasked step counts, a masked step gives 0
+    checks.assert_close(student.masked_mean(x, mask, 2), reference.masked_mean(x, mask, 2), "masked_mean(x, mask, 2)")
     x2 = torch.randn(1, 9, generator=rng)
     m2 = _lengths_mask(rng, 1, 9)
     checks.assert_close(student.masked_mean(x2, m2, 1), reference.masked_mean(x2, m2, 1), "masked_mean(x[1,9], mask, 1)")
