@@ -100,7 +100,8 @@ def _spin() -> None:
         pass
 
 
-def measure(name: str, source: str, runs: int, sandbox: str) -> dict[str, object]:
+def measure(name: str, source: str, runs: int, sandbox: str, rounds: int | None = None,
+            repeats: int | None = None) -> dict[str, object]:
     spec = next(s for s in COURSE.exercises() if s.id == "ex01_tensors")
     b, t, h = spec.param("masked_mean_speed_shape")
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as folder:
@@ -117,7 +118,8 @@ def measure(name: str, source: str, runs: int, sandbox: str) -> dict[str, object
                 try:
                     result = compare_generated_speed(
                         student, reference, "masked_mean", [{"randn": [b, t, h]}, {"rand_bool": [b, t], "p": 0.7}, 1],
-                        generator, rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"))
+                        generator, rounds=rounds or spec.param("speed_rounds"),
+                        repeats=repeats or spec.param("speed_repeats"))
                 except CheckFailed:
                     wrong += 1
                     continue
@@ -140,6 +142,8 @@ def main() -> None:
                         help="busy loops kept running meanwhile (default: every core but one)")
     parser.add_argument("--tight", type=float, default=1.25, help="a tight factor, to show the precision")
     parser.add_argument("--only", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per comparison (default: the course's)")
+    parser.add_argument("--repeats", type=int, default=None, help="calls per round (default: the course's)")
     args = parser.parse_args()
     spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for spinner in spinners:
@@ -150,7 +154,7 @@ def main() -> None:
         print(f"{'variant':<12} {'min':>6} {'median':>7} {'max':>6}  {'fail@course':>11} {'fail@tight':>10} "
               f"{'wrong':>5} {'busy':>4} {'s':>6}")
         for name in args.only:
-            r = measure(name, VARIANTS[name], args.runs, args.sandbox)
+            r = measure(name, VARIANTS[name], args.runs, args.sandbox, args.rounds, args.repeats)
             ratios = r["ratios"]
             assert isinstance(ratios, list)
             counted = len(ratios)
