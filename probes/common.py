@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -11,6 +14,29 @@ from ..arena import arena
 from . import probe
 
 _dot = torch.dot  # taken before student code is imported
+
+
+def describe_error(exc: BaseException, impl: ModuleType | None = None) -> str:
+    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
+    text = f"{type(exc).__name__}: {exc}"[:600]
+    path = getattr(impl, "__file__", None)
+    if path:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
+        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
+    return text
+
+
+@contextlib.contextmanager
+def observe_errors(sink: dict[str, Any], key: str = "error", impl: ModuleType | None = None) -> Iterator[None]:
+    """Record an exception the submission raised under ``sink[key]`` (and its type under
+    ``sink[key + "_type"]``); NotImplementedError passes, so an unfinished stub reads as one."""
+    try:
+        yield
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the error is the observation
+        sink[key] = describe_error(exc, impl)
+        sink[key + "_type"] = type(exc).__name__
 
 
 @probe

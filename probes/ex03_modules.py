@@ -9,7 +9,6 @@ submission raised, and the tests judge them.
 from __future__ import annotations
 
 import contextlib
-import traceback
 import warnings
 import zlib
 from types import ModuleType
@@ -20,28 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import probe
-
-
-def _describe(exc: BaseException, impl: ModuleType | None = None) -> str:
-    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
-    text = f"{type(exc).__name__}: {exc}"[:600]
-    path = getattr(impl, "__file__", None)
-    if path:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
-        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
-    return text
-
-
-@contextlib.contextmanager
-def _observe_errors(sink: dict[str, Any], key: str = "error", impl: ModuleType | None = None):
-    """Record an exception the submission raised under ``sink[key]``; NotImplementedError passes."""
-    try:
-        yield
-    except NotImplementedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the error is the observation
-        sink[key] = _describe(exc, impl)
-        sink[key + "_type"] = type(exc).__name__
+from .common import observe_errors
 
 
 # -- a small trusted model builder (count_parameters, init_weights) -------------------------------
@@ -122,7 +100,7 @@ def init_apply(impl: ModuleType, layers: list[list[Any]], seed: int = 0, prefill
     result: dict[str, Any] = {"error": None}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _observe_errors(result, impl=impl):
+        with observe_errors(result, impl=impl):
             model.apply(impl.init_weights)
     after = dict(model.named_parameters())
     result.update({
@@ -192,7 +170,7 @@ def mlp_forward(impl: ModuleType, config: dict[str, Any], x: torch.Tensor, modes
     if transpose is not None:
         x = x.transpose(*transpose)
     outs = []
-    with _observe_errors(result, impl=impl):
+    with observe_errors(result, impl=impl):
         for mode in modes:
             model.train(mode == "train")
             outs.append(model(x))
@@ -296,7 +274,7 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
         model = model.to(device)
     model.train(train)
     result["forward_error"] = None
-    with _observe_errors(result, "forward_error", impl):
+    with observe_errors(result, "forward_error", impl):
         out = model(x)
     if result["forward_error"] is not None:
         return result
@@ -320,7 +298,7 @@ def _multihead(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str, int]
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], result: dict[str, Any]) -> bool:
     """Load ``state`` strictly; False, with ``result["load_error"]`` saying why, when the model refuses it."""
-    with _observe_errors(result, "load_error"):
+    with observe_errors(result, "load_error"):
         model.load_state_dict(state)
     return result["load_error"] is None
 
@@ -419,7 +397,7 @@ def multihead_forward(impl: ModuleType, in_dim: int, hidden: int, heads: dict[st
     out = None
     with contextlib.ExitStack() as stack:
         if catch:
-            stack.enter_context(_observe_errors(result, impl=impl))
+            stack.enter_context(observe_errors(result, impl=impl))
         if repeats > 1:
             stack.enter_context(torch.no_grad())
         total = None
@@ -477,7 +455,7 @@ def multihead_moved(impl: ModuleType, in_dim: int, hidden: int, heads: dict[str,
     for name in heads:
         x = torch.randn(batch, in_dim, dtype=dtype or torch.float32, device=device or "cpu")
         sink: dict[str, Any] = {}
-        with _observe_errors(sink, impl=impl):
+        with observe_errors(sink, impl=impl):
             outs[name] = model(x, name)
         if "error" in sink:
             errors[name] = sink["error"]

@@ -9,11 +9,9 @@ private /tmp) from a description the grader sends: pixel arrays, modes and file 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
-import traceback
 from types import ModuleType
 from typing import Any, Callable
 
@@ -22,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from . import probe
+from .common import observe_errors
 
 try:  # Pillow is optional on a student's machine; every sandbox has it
     from PIL import Image as _Image
@@ -37,28 +36,6 @@ _mkdtemp, _rmtree, _makedirs, _relpath = tempfile.mkdtemp, shutil.rmtree, os.mak
 _from_numpy, _asarray, _ascontiguous = torch.from_numpy, np.asarray, np.ascontiguousarray
 _clone, _as_subclass = torch._C.TensorBase.clone, torch._C.TensorBase.as_subclass
 _fromarray = _Image.fromarray if _Image is not None else None
-
-
-def _describe(exc: BaseException, impl: ModuleType | None = None) -> str:
-    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
-    text = f"{type(exc).__name__}: {exc}"[:600]
-    path = getattr(impl, "__file__", None)
-    if path:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
-        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
-    return text
-
-
-@contextlib.contextmanager
-def _observe_errors(sink: dict[str, Any], key: str = "error", impl: ModuleType | None = None):
-    """Record an exception the submission raised under ``sink[key]``; NotImplementedError passes."""
-    try:
-        yield
-    except NotImplementedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the error is the observation
-        sink[key] = _describe(exc, impl)
-        sink[key + "_type"] = type(exc).__name__
 
 
 def _plain(value: Any) -> Any:
@@ -93,7 +70,7 @@ def array_dataset(impl: ModuleType, data: np.ndarray, labels: np.ndarray, indice
     samples and labels as they are); the grader compares them with the arrays it sent.
     """
     result: dict[str, Any] = {"error": None}
-    with _observe_errors(result, impl=impl):
+    with observe_errors(result, impl=impl):
         if transform is None:
             ds = impl.ArrayDataset(data, labels)
         else:
@@ -195,7 +172,7 @@ def image_folder(impl: ModuleType, dirs: list[str], files: list[dict[str, Any]],
             kwargs["transform"] = _to_tensor
         if extensions is not None:
             kwargs["extensions"] = tuple(extensions)
-        with _observe_errors(result, impl=impl):
+        with observe_errors(result, impl=impl):
             ds = impl.ImageFolderDataset(root, **kwargs)
         if result["error"] is not None:
             return result
@@ -209,7 +186,7 @@ def image_folder(impl: ModuleType, dirs: list[str], files: list[dict[str, Any]],
                                  if isinstance(s, (list, tuple)) and len(s) == 2 else _plain(s) for s in samples]
         else:
             result["samples"] = _plain(samples)
-        with _observe_errors(result, impl=impl):
+        with observe_errors(result, impl=impl):
             result["len"] = _plain(len(ds))
             if read:
                 items = []
@@ -393,7 +370,7 @@ def transform_outputs(impl: ModuleType, train: bool, images: list[dict[str, Any]
     if _Image is None:
         raise RuntimeError("Pillow is not installed in this environment")
     result: dict[str, Any] = {"error": None}
-    with _observe_errors(result, impl=impl):
+    with observe_errors(result, impl=impl):
         tf = impl.build_transforms(train, **(kwargs or {}))
         outs = []
         for image in images:
@@ -415,7 +392,7 @@ def transform_fakedata(impl: ModuleType, train: bool, n: int, image_size: list[i
     from torchvision.datasets import FakeData
 
     result: dict[str, Any] = {"error": None}
-    with _observe_errors(result, impl=impl):
+    with observe_errors(result, impl=impl):
         tf = impl.build_transforms(train, **(kwargs or {}))
         dataset = FakeData(size=n, image_size=tuple(image_size), transform=tf, random_offset=0)
         _manual_seed(0)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import traceback
 from types import ModuleType
 from typing import Any
 
@@ -23,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import probe
+from .common import describe_error
 
 # Taken at import, before any student module: defence in depth only (see "What it trusts").
 _grad_enabled = torch.is_grad_enabled
@@ -33,17 +33,6 @@ _as_subclass = torch.Tensor.as_subclass
 _lambda_lr = torch.optim.lr_scheduler.LambdaLR
 _listdir, _chdir, _getcwd = os.listdir, os.chdir, os.getcwd
 
-MAX_TEXT = 600
-
-
-def _describe(exc: BaseException, impl: ModuleType) -> str:
-    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
-    text = f"{type(exc).__name__}: {exc}"[:MAX_TEXT]
-    path = getattr(impl, "__file__", None)
-    if path:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
-        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
-    return text
 
 
 def _plain(value: Any) -> Any:
@@ -186,7 +175,7 @@ def run_train_epoch(impl: ModuleType, weight: torch.Tensor, bias: torch.Tensor, 
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001 - the error is the observation
-        result["error"] = _describe(exc, impl)
+        result["error"] = describe_error(exc, impl)
         result["not_on_device"] = isinstance(exc, NotOnDevice)
     result["seen"] = model[0].seen
     return result
@@ -245,7 +234,7 @@ def run_evaluate(impl: ModuleType, weight: torch.Tensor, bias: torch.Tensor, x: 
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001 - the error is the observation
-        result["error"] = _describe(exc, impl)
+        result["error"] = describe_error(exc, impl)
         result["not_on_device"] = isinstance(exc, NotOnDevice)
     result.update({
         "bn_after": _bn_stats(model),
@@ -372,7 +361,7 @@ def run_early_stopping(impl: ModuleType, losses: list[float], patience: int | No
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001 - the error is the observation
-        result["error"] = _describe(exc, impl)
+        result["error"] = describe_error(exc, impl)
     finally:
         _chdir(home)
         result["files"] = sorted(_listdir(folder))

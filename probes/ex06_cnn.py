@@ -8,8 +8,6 @@ tests judge them against values computed in the grader.
 
 from __future__ import annotations
 
-import contextlib
-import traceback
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import probe
+from .common import observe_errors
 
 # Taken at import, before any student module is imported (defence in depth: the verdicts do not
 # rest on these, see each probe's "What it trusts").
@@ -27,28 +26,6 @@ _INTERPOLATE = F.interpolate
 _RANDPERM = torch.randperm
 _NO_GRAD = torch.no_grad
 _AUTOGRAD_GRAD = torch.autograd.grad
-
-
-def _describe(exc: BaseException, impl: ModuleType | None = None) -> str:
-    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
-    text = f"{type(exc).__name__}: {exc}"[:600]
-    path = getattr(impl, "__file__", None)
-    if path:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
-        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
-    return text
-
-
-@contextlib.contextmanager
-def _observe_errors(sink: dict[str, Any], key: str, impl: ModuleType | None = None):
-    """Record an exception the submission raised under ``sink[key]``; NotImplementedError passes."""
-    try:
-        yield
-    except NotImplementedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the error is the observation
-        sink[key] = _describe(exc, impl)
-        sink[key + "_type"] = type(exc).__name__
 
 
 def _outcome(fn: Any, *args: Any) -> dict[str, Any]:
@@ -119,7 +96,7 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], x: torch.Tensor, kwa
     structure (names, shapes) only selects which comparison and which hint applies.
     """
     result: dict[str, Any] = {"error": None, "load_error": None}
-    with _observe_errors(result, "error", impl):
+    with observe_errors(result, "error", impl):
         model = _build(impl, cls, list(args), dict(kwargs or {}), seed)
     if result["error"] is not None:
         return result
@@ -127,7 +104,7 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], x: torch.Tensor, kwa
     if dtype is not None:
         model = model.to(dtype)
     if state is not None:
-        with _observe_errors(result, "load_error", impl):
+        with observe_errors(result, "load_error", impl):
             model.load_state_dict(state)
         if result["load_error"] is not None:
             return result
@@ -141,7 +118,7 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], x: torch.Tensor, kwa
     if input_grad:
         x.requires_grad_(True)
     outs: list[Any] = []
-    with _observe_errors(result, "error", impl):
+    with observe_errors(result, "error", impl):
         for mode in modes:
             model.train(mode == "train")
             outs.append(model(x))
@@ -155,12 +132,12 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], x: torch.Tensor, kwa
         grads: list[Any] = [None] * len(wrt)
         out = outs[-1]
         if isinstance(out, torch.Tensor) and out.requires_grad and wrt:
-            with _observe_errors(result, "error", impl):
+            with observe_errors(result, "error", impl):
                 grads = list(_AUTOGRAD_GRAD(out, wrt, grad_output, allow_unused=True))
         result["grads"] = {**dict.fromkeys(params), **dict(zip(names, grads))}
         result["x_grad"] = grads[-1] if input_grad else None
     if more:
-        with _NO_GRAD(), _observe_errors(result, "error", impl):
+        with _NO_GRAD(), observe_errors(result, "error", impl):
             result["more_outs"] = [model(extra) for extra in more]
     if return_state:
         result["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -11,7 +11,6 @@ outputs and predictions. The tests decide from those values; flags the probes ob
 from __future__ import annotations
 
 import contextlib
-import traceback
 from types import ModuleType
 from typing import Any, Iterator
 
@@ -20,6 +19,7 @@ import torch.hub
 from torch import nn
 
 from . import probe
+from .common import observe_errors
 
 # References taken when the worker imports the probes, before any student module (defence in
 # depth only: the verdicts rest on values the grader checks).
@@ -38,28 +38,6 @@ NO_DOWNLOADS = "GRADER-NO-DOWNLOADS: weights were requested; the grader is offli
 
 class DownloadBlocked(RuntimeError):
     """Raised in place of every weight download while the student's builder runs."""
-
-
-def _describe(exc: BaseException, impl: ModuleType | None = None) -> str:
-    """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
-    text = f"{type(exc).__name__}: {exc}"[:600]
-    path = getattr(impl, "__file__", None)
-    if path:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path][-3:]
-        text += "".join(f"\n  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames)
-    return text
-
-
-@contextlib.contextmanager
-def _observe_errors(sink: dict[str, Any], impl: ModuleType | None = None, key: str = "error") -> Iterator[None]:
-    """Record an exception the submission raised under ``sink[key]``; NotImplementedError passes."""
-    try:
-        yield
-    except NotImplementedError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the error is the observation
-        sink[key] = _describe(exc, impl)
-        sink[key + "_type"] = type(exc).__name__
 
 
 def _params(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -118,7 +96,7 @@ def freeze_probe(impl: ModuleType, calls: list[list[str]], x: torch.Tensor, grad
     torch.manual_seed(seed)
     model = PrefixNet().double()
     result: dict[str, Any] = {"error": None, "returned": [], "flags": [], "params_before": _params(model)}
-    with _observe_errors(result, impl):
+    with observe_errors(result, impl=impl):
         for prefixes in calls:
             got = impl.freeze_all_but(model, list(prefixes))
             ok = isinstance(got, list) and all(isinstance(n, str) for n in got)
@@ -213,7 +191,7 @@ def replace_probe(impl: ModuleType, arch: str, num_classes: int, attr: str | Non
     if freeze_first:
         model.requires_grad_(requires_grad=False)
     result: dict[str, Any] = {"error": None, "state_before": _state(model)}
-    with _observe_errors(result, impl):
+    with observe_errors(result, impl=impl):
         returned = impl.replace_classifier(model, num_classes) if attr is None \
             else impl.replace_classifier(model, num_classes, attr)
     if result["error"] is not None:
@@ -229,7 +207,7 @@ def replace_probe(impl: ModuleType, arch: str, num_classes: int, attr: str | Non
     result["state_after"] = _state(target)
     result["flags"] = _flags(target)
     _module_train(target, False)
-    with _observe_errors(result, impl, "forward_error"):
+    with observe_errors(result, "forward_error", impl):
         out = target(x)
         result["out"] = out
         if grad_output is not None:
@@ -270,7 +248,7 @@ def groups_probe(impl: ModuleType, lr_map: dict[str, float], default_lr: float |
         if any(name == f or name.startswith(f + ".") for f in frozen):
             p.requires_grad_(False)
     result: dict[str, Any] = {"error": None, "params_before": _params(model), "flags": _flags(model)}
-    with _observe_errors(result, impl):
+    with observe_errors(result, impl=impl):
         groups = impl.discriminative_param_groups(model, dict(lr_map), default_lr)
     if result["error"] is not None:
         return result
@@ -287,11 +265,11 @@ def groups_probe(impl: ModuleType, lr_map: dict[str, float], default_lr: float |
         described.append({"names": [names_by_id.get(id(p), "<foreign>") for p in members],
                           "lr": float(lr) if isinstance(lr, (int, float)) else None})
     result["groups"] = described
-    with _observe_errors(result, key="adam_error"):
+    with observe_errors(result, key="adam_error"):
         torch.optim.Adam(groups, lr=1e-3)
     for name, p in params.items():
         p.grad = grads[name].to(p.dtype).clone()
-    with _observe_errors(result, key="sgd_error"):
+    with observe_errors(result, key="sgd_error"):
         torch.optim.SGD(groups, lr=1000.0).step()
     result["params_after"] = _params(model)
     return result
@@ -361,7 +339,7 @@ def frozen_bn_probe(impl: ModuleType, x1: torch.Tensor, x2: torch.Tensor, x3: to
     _module_train(model, False)
     result: dict[str, Any] = {"error": None, "state_before": _state(model), "flags_before": _flags(model)}
     outs: dict[str, torch.Tensor] = {}
-    with _observe_errors(result, impl):
+    with observe_errors(result, impl=impl):
         for _ in range(epochs):
             returned = impl.train_with_frozen_bn(model)
             result["same_object"] = returned is model
@@ -435,7 +413,7 @@ def few_shot_probe(impl: ModuleType, backbone_state: dict[str, torch.Tensor] | N
     _module_train(backbone, True)
     result: dict[str, Any] = {"error": None, "features": features, "backbone_before": _state(backbone)}
     kwargs = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
-    with _observe_errors(result, impl):
+    with observe_errors(result, impl=impl):
         model = impl.finetune_few_shot(backbone, FEAT_DIM, x_train, y_train, num_classes, **kwargs)
     if result["error"] is not None:
         return result
@@ -447,7 +425,7 @@ def few_shot_probe(impl: ModuleType, backbone_state: dict[str, torch.Tensor] | N
         return result
     result["model_state"] = _state(model)
     _module_train(model, False)
-    with _observe_errors(result, impl, "forward_error"), torch.no_grad():
+    with observe_errors(result, "forward_error", impl), torch.no_grad():
         result["logits"] = model(x_eval)
     return result
 
@@ -491,7 +469,7 @@ def resnet_probe(impl: ModuleType, num_classes: int, seed: int, in_channels: int
     kwargs = {k: v for k, v in (("in_channels", in_channels), ("freeze_backbone", freeze_backbone)) if v is not None}
     result: dict[str, Any] = {"error": None, "download_attempted": False}
     torch.manual_seed(seed)
-    with _downloads_blocked(), _observe_errors(result, impl):
+    with _downloads_blocked(), observe_errors(result, impl=impl):
         try:
             model = impl.build_resnet18_transfer(num_classes, **kwargs)
         except DownloadBlocked:
@@ -512,7 +490,7 @@ def resnet_probe(impl: ModuleType, num_classes: int, seed: int, in_channels: int
     if steps:
         trainable = [p for _, p in _named_parameters(model) if _requires_grad(p)]
         _module_train(model, False)
-        with _observe_errors(result, impl, "train_error"):
+        with observe_errors(result, "train_error", impl):
             optimizer = torch.optim.Adam(trainable, lr=lr)
             for _ in range(steps):
                 loss = nn.functional.cross_entropy(model(x_train), y_train)
@@ -520,7 +498,7 @@ def resnet_probe(impl: ModuleType, num_classes: int, seed: int, in_channels: int
                 loss.backward()
                 optimizer.step()
     _module_train(model, False)
-    with _observe_errors(result, impl, "forward_error"):
+    with observe_errors(result, "forward_error", impl):
         out = model(x)
         result["out"] = _clone(_detach(out))
         if not steps:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import atexit
+import os
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from grader.catalog import find_course
 from grader.grading import GradingRun
 from grader.pipeline import run_autotests
 from grader.remote import WorkerSession
 from grader.report import TestResult
-from grader.sandbox import WorkerLaunch
+from grader.sandbox import SandboxUnavailable, WorkerLaunch, get_sandbox
 from grader.sandbox.process import ProcessSandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +57,18 @@ def grade_folder_per_exercise(modules_dir: Path, exercises: list[str], keyword: 
     finally:
         run.close()
     return {(r.exercise, r.name): r for r in run.results}
+
+
+def require_backend(name: str) -> str:
+    """``name`` if this host can run that sandbox; else skip the test, or fail it for Docker when
+    ``GRADER_REQUIRE_DOCKER=1`` (CI sets it, so a missing engine cannot pass as a skip)."""
+    try:
+        get_sandbox(name).close()
+    except SandboxUnavailable:
+        if name == "docker" and os.environ.get("GRADER_REQUIRE_DOCKER") == "1":
+            pytest.fail("GRADER_REQUIRE_DOCKER=1 but the docker sandbox is unavailable")
+        pytest.skip(f"{name} sandbox unavailable on this host")
+    return name
 
 
 def write_zip(path: Path, files: dict[str, str | bytes]) -> Path:

@@ -140,7 +140,7 @@ def test_kit_checks_a_correct_solution_in_full_and_names_its_folder(student_kit:
         shutil.copyfile(path, kit / "exercises" / path.name)
     proc = check(kit, "--lang", "en")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"course: pytorch-tutorial" in proc.stdout and str(kit / "exercises") in proc.stdout
+    assert "course: pytorch-tutorial" in proc.stdout and str(kit / "exercises") in proc.stdout
     assert re.search(r"Total: (\d+)/\1 \(100\.0%\)", proc.stdout), proc.stdout
     assert re.search(r"ex01_tensors: ran 11 public tests here .*hidden tests: 14", proc.stdout.replace("\n", " ")), proc.stdout
 

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from support import COURSE, ROOT, write_zip
+from support import COURSE, ROOT, require_backend, write_zip
 
 from grader.pipeline import grade_submission
 from grader.report import Report, validate_report
-from grader.sandbox import SandboxUnavailable, get_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -382,21 +381,10 @@ class Listener:
         self.udp.close()
 
 
-def _available(backend: str) -> bool:
-    try:
-        get_sandbox(backend).close()
-        return True
-    except SandboxUnavailable:
-        return False
-
 
 @pytest.fixture(scope="module", params=["bwrap", "docker"])
 def backend(request: pytest.FixtureRequest) -> str:
-    if not _available(request.param):
-        if request.param == "docker" and os.environ.get("GRADER_REQUIRE_DOCKER") == "1":
-            pytest.fail("GRADER_REQUIRE_DOCKER=1 but the docker sandbox is unavailable")
-        pytest.skip(f"{request.param} sandbox unavailable on this host")
-    return request.param
+    return require_backend(request.param)
 
 
 @pytest.fixture

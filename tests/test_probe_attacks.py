@@ -6,16 +6,14 @@ backend, it must score no more than the same solution without the trick (graded 
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import COURSE, grade_folder
+from support import COURSE, grade_folder, require_backend
 
-from grader.sandbox import SandboxUnavailable, get_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -255,21 +253,10 @@ def _baseline_score(name: str, keyword: str, tmp: str) -> float:
     return _score(Path(tmp) / f"baseline-{name}-{abs(hash(keyword))}", exercise, source, keyword, "process")
 
 
-def _available(backend: str) -> bool:
-    try:
-        get_sandbox(backend).close()
-        return True
-    except SandboxUnavailable:
-        return False
-
 
 @pytest.fixture(scope="module", params=["process", "bwrap", "docker"])
 def backend(request: pytest.FixtureRequest) -> str:
-    if not _available(request.param):
-        if request.param == "docker" and os.environ.get("GRADER_REQUIRE_DOCKER") == "1":
-            pytest.fail("GRADER_REQUIRE_DOCKER=1 but the docker sandbox is unavailable")
-        pytest.skip(f"{request.param} sandbox unavailable on this host")
-    return request.param
+    return require_backend(request.param)
 
 
 @pytest.fixture(scope="module")
