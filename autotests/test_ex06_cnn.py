@@ -28,7 +28,7 @@ from grader.verdicts import Status, SubmissionProblem
 
 pytestmark = pytest.mark.exercise("ex06_cnn")
 
-DIGITS = Path(__file__).resolve().parents[1] / "data" / "digits8x8.npz"
+DIGITS = Path(__file__).resolve().parents[1] / "data" / "public" / "digits8x8.npz"  # shipped: public tests train on it
 
 # -- feedback ----------------------------------------------------------------------------------------
 NO_FLOOR = Msg("步长大于 1 时要向下取整：floor((W + 2P − D(K − 1) − 1) / S) + 1，并返回 int（用 `//`）",

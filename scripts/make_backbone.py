@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "data" / "digits8x8.npz"
+DIGITS = ROOT / "data" / "public" / "digits8x8.npz"
 TARGET = ROOT / "data" / "digits04_backbone.safetensors"
 SEED = 4
 STEPS = 150

@@ -1,4 +1,4 @@
-"""Build ``data/digits8x8.npz`` from the digits table that scikit-learn ships (``digits.csv.gz``).
+"""Build ``data/public/digits8x8.npz`` from the digits table that scikit-learn ships (``digits.csv.gz``).
 
 The course vendors the result so that nothing downloads at grading time and scikit-learn (with
 scipy) is not a dependency. Run it again only to check the vendored file:
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-TARGET = Path(__file__).resolve().parents[1] / "data" / "digits8x8.npz"
+TARGET = Path(__file__).resolve().parents[1] / "data" / "public" / "digits8x8.npz"
 
 
 def build(csv_gz: Path) -> bytes:
