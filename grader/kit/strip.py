@@ -146,3 +146,10 @@ def probe_names(source: str) -> list[str]:
     """Functions registered with ``@probe`` in a probe module."""
     return [n.name for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
             and any(isinstance(d, ast.Name) and d.id == "probe" for d in n.decorator_list)]
+
+
+def sibling_imports(source: str) -> set[str]:
+    """Names a probe module imports from another probe module (``from .common import x``)."""
+    return {alias.name for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module
+            for alias in node.names}

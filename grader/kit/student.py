@@ -19,7 +19,7 @@ from grader.catalog import Course
 from grader.kit.common import ExportError, ExportResult, fresh_target, render_template, write_course_marker
 from grader.inventory import CollectedTest, collect_tests
 from grader.kit.leaks import course_secrets, find_leaks
-from grader.kit.strip import probe_calls, probe_names, probes_only, public_tests_only
+from grader.kit.strip import probe_calls, probe_names, probes_only, public_tests_only, sibling_imports
 from grader.kit.wheel import build_tool_wheel
 
 PUBLIC_DATA = Path("data") / "public"  # only this part of data/ is shipped to students
@@ -110,9 +110,12 @@ def _build(course: Course, target: Path, make_zip: bool) -> ExportResult:
                                   "hidden": len(hidden)}
 
     (target / "probes").mkdir()
-    for path in sorted(course.probes_dir.glob("*.py")):
+    probe_files = sorted(course.probes_dir.glob("*.py"))
+    # helpers one probe module imports from another (``from .common import observe_errors``) stay
+    shared = set().union(*(sibling_imports(p.read_text(encoding="utf-8")) for p in probe_files))
+    for path in probe_files:
         source = path.read_text(encoding="utf-8")
-        kept = probes_only(source, wanted_probes)
+        kept = probes_only(source, wanted_probes | shared)
         cut_names |= set(probe_names(source)) - wanted_probes
         cut_helpers |= set(kept.removed)
         kept_names |= kept.kept
