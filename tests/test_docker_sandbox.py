@@ -407,7 +407,9 @@ def test_running_worker_protocol(engine, folder: Path) -> None:
         worker.requests.write(wire.encode_frame({"op": "call", "exercise": "ex01_probe", "name": "add",
                                                  "args": [20, 22], "id": 7}))
         worker.requests.flush()
-        assert wire.read_frame(worker.replies) == {"ok": True, "value": 42, "id": 7}
+        reply = wire.read_frame(worker.replies)
+        assert {k: reply[k] for k in ("ok", "value", "id")} == {"ok": True, "value": 42, "id": 7}
+        assert set(reply) <= {"ok", "value", "id", "cost"}  # cost: what the request took the worker
         assert b"imported" in worker.output.read1(65536)
         worker.kill()
         worker.kill()  # twice is fine

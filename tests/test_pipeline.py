@@ -206,7 +206,7 @@ def test_report_records_the_submission(tmp_path: Path) -> None:
     record = report["submission"]
     assert record["file"] == "submission.zip" and record["student"] == "2024-0042"
     assert record["sha256"] == hashlib.sha256(zip_path.read_bytes()).hexdigest()
-    assert [f["used_as"] for f in record["files"]["graded"]] == ["ex01_tensors.py", "ex02_autograd.py", "ex03_modules.py"]
+    assert [f["used_as"] for f in record["files"]["graded"]] == [f"{spec.id}.py" for spec in COURSE.exercises()]
     assert report["started_at"] <= report["finished_at"] and report["tool_version"] and report["seed_id"]
 
 
