@@ -43,7 +43,8 @@ def check(kit: Path, *args: str, cwd: Path | None = None, python: str = sys.exec
 # -- the student kit leaks nothing --------------------------------------------------------------
 def test_kit_holds_only_what_students_need(student_kit: Path) -> None:
     top = {p.name for p in student_kit.iterdir()}
-    assert top == {"course.toml", "README.md", "exercises", "autotests", "probes", "tool"}
+    assert top == {"course.toml", "README.md", "exercises", "autotests", "probes", "tool", "data"}
+    assert {p.name for p in (student_kit / "data").iterdir()} == {"public"}  # only the public data ships
     assert not any(p.name in ("solutions", ".git", "tests", "mutants", "examples") for p in student_kit.rglob("*"))
     assert "kind = \"student\"" in (student_kit / "course.toml").read_text()
     wheel = next((student_kit / "tool").glob("torch_grader-*.whl"))
