@@ -118,6 +118,18 @@ def _quiet(samples: list[tuple[float, float, float | None]]) -> list[tuple[float
     return [s for s in samples if s[2] is None or s[2] >= RELATIVE_QUIET * typical]
 
 
+def projection_agrees(got: Any, want: float, scale: float, rel_tol: float) -> bool:
+    """``got`` = <out, w> is within ``rel_tol`` of the reference's ``want``, relative to ``scale``.
+
+    ``scale`` is the norm of the reference's output (taken from the reference's run, never the
+    student's): over a random ``w`` the projection of an error ``d`` has spread ``|d|``, so the gate
+    is "the output differs by at most about ``rel_tol`` of its size". Scaling by ``|want|`` instead
+    would make the gate arbitrarily tight whenever the projection lands near zero by chance, and
+    fail correct code written with another, equally exact formula.
+    """
+    return isinstance(got, float) and abs(got - want) <= rel_tol * (abs(scale) + 1.0)
+
+
 def compare_generated_speed(
     student: Any,
     reference: Any,
@@ -149,9 +161,10 @@ def compare_generated_speed(
 
     def same(got: Any, want: Any) -> bool:
         """Every repetition's output agrees with the reference's (the projections, one per repetition)."""
-        mine, theirs = got.get("projections"), want.get("projections")
-        return (isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs)
-                and all(isinstance(g, float) and abs(g - r) <= rel_tol * (abs(r) + 1.0) for g, r in zip(mine, theirs)))
+        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
+        return (isinstance(mine, list) and isinstance(theirs, list) and isinstance(scales, list)
+                and len(mine) == len(theirs) == len(scales)
+                and all(projection_agrees(g, r, s, rel_tol) for g, r, s in zip(mine, theirs, scales)))
 
     def check(got: Any, want: Any) -> None:
         if got.get("shape") != want.get("shape") or not same(got, want):

@@ -90,10 +90,11 @@ def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], proje
     they were made; every repetition has inputs of its own, so remembering results by identity or
     by content saves no work; every repetition's output is projected onto a random ``w``
     (``<out, w>``) and the grader compares each projection with the reference's, so skipping work
-    on any call is a wrong answer.
+    on any call is a wrong answer. The norms it reports are used only from the reference's run.
     """
     inputs_of = arena().inputs
     projections: list[float] = []
+    norms: list[float] = []
     shape: list[int] | None = None
     w = None
     for entry in layout:
@@ -105,6 +106,10 @@ def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], proje
             w = torch.randn(out.numel(), generator=torch.Generator().manual_seed(project_seed))
         if list(out.shape) != shape:
             return {"projections": None, "shape": list(out.shape), "type": "Tensor"}
-        # one dot product in float32: cheap next to the timed work, and exact enough for a 1e-3 gate
-        projections.append(float(_dot(out.detach().reshape(-1).to(torch.float32), w)) if w.numel() else 0.0)
-    return {"projections": projections, "shape": shape, "type": "Tensor"}
+        # Two dot products in float32: cheap next to the timed work. The norm is the spread of the
+        # projection (<out, w> ~ N(0, |out|^2) over w), so the grader scales its tolerance by the
+        # reference's norm; a projection that happens to land near zero then gets no tighter gate.
+        flat = out.detach().reshape(-1).to(torch.float32)
+        projections.append(float(_dot(flat, w)) if w.numel() else 0.0)
+        norms.append(float(_dot(flat, flat)) ** 0.5 if w.numel() else 0.0)
+    return {"projections": projections, "norms": norms, "shape": shape, "type": "Tensor"}
