@@ -421,7 +421,7 @@ def test_fit_line_speed(student, reference_worker, spec, rng):
     result = compare_speed(
         lambda seed: student.probe("time_fit_line", n=n, steps=steps, seed=seed),
         lambda seed: reference_worker.probe("time_fit_line", n=n, steps=steps, seed=seed),
-        lambda i: _seed(rng), check, rounds=spec.param("speed_rounds"), reference_impl=reference_worker,
+        lambda i: _seed(rng), check, rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
     )
     assert_speed(result, spec.param("speed_factor"), "fit_line", hint=POINT_LOOP)
 
@@ -551,7 +551,7 @@ def test_swish_speed(student, reference_worker, spec, rng):
 
     result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)),
                            _same_projections("swish()", 1e-4), rounds=spec.param("speed_rounds"),
-                           reference_impl=reference_worker)
+                           student_impl=student, reference_impl=reference_worker)
     assert_speed(result, spec.param("speed_factor"), "torch.autograd.grad(swish(x), x, grad_output)")
 
 
@@ -777,7 +777,7 @@ def test_input_saliency_speed(student, reference_worker, spec, rng):
         same(got, want)
 
     result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)), check,
-                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
     # The per-sample hint only when the probe saw more than one forward pass per call.
     assert_speed(result, spec.param("speed_factor"), "input_saliency",
                  hint=PER_SAMPLE_LOOP if max(forwards) > repeats else None)

@@ -985,7 +985,7 @@ def test_multihead_runs_only_selected_head(student, reference_worker, spec, rng)
 
     result = compare_speed(run(student), run(reference_worker),
                            lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
-                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
     # With a small trunk the heads are nearly all of the cost: a slow forward here is the heads.
     assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward", hint=ONLY_SELECTED)
 
@@ -1016,7 +1016,7 @@ def test_multihead_speed(student, reference_worker, spec, rng):
 
     result = compare_speed(run(student), run(reference_worker),
                            lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
-                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
     # "compute only the selected head" only when the other heads were seen running
     assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward",
                  hint=ONLY_SELECTED if any(others_ran) else None)

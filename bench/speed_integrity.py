@@ -7,7 +7,7 @@ keeps the other core(s) busy, and prints the distribution of the median time rat
 each would fail at the course's speed factor and at a tight factor:
 
 - ``reference``: the reference graded as if it were a submission (a fail is a false fail);
-- ``slower_1.5x``: the reference plus half its work again (a fail is a detection);
+- ``slower_1.5x``: the reference doing half its calls twice, 1.5x the work (a fail is a detection);
 - ``burners``: the reference plus threads and a daemon in its own session that spin while the
   grader times the other side (it must not look faster than ``reference``);
 - ``cache``: a loop-based version that remembers results by content (it must never pass: its
@@ -42,13 +42,14 @@ REFERENCE = (COURSE.solutions_dir / "ex01_tensors.py").read_text(encoding="utf-8
 SLOWER = REFERENCE + '''
 
 _reference_masked_mean = masked_mean
+_calls = [0]
 
 
 def masked_mean(x, mask, dim):
-    out = _reference_masked_mean(x, mask, dim)
-    half = x.shape[0] // 2
-    _reference_masked_mean(x[:half], mask[:half], dim)  # half the work again: 1.5x the time
-    return out
+    _calls[0] += 1
+    if _calls[0] % 2 == 0:  # every second call does all of its work twice: 1.5x the work per round
+        _reference_masked_mean(x, mask, dim)
+    return _reference_masked_mean(x, mask, dim)
 '''
 BURNERS = REFERENCE + '''
 import os as _os

@@ -4,7 +4,7 @@ A course folder is marked by ``course.toml`` (id, version, kind); every ``grader
 the course given by ``--course``, or else the nearest marked folder upward from where it runs.
 
 Each exercise has ``autotests/<id>.toml`` beside its tests: titles in both languages, its tasks,
-time limits and the numbers its tests use (tolerances, thresholds, speed factors). Tests read
+deadlines and the numbers its tests use (tolerances, thresholds, speed factors). Tests read
 those numbers through :class:`ExerciseSpec` instead of burying them in test bodies.
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.deadlines import DeadlineRule
 from grader.i18n import Msg
 
 EXERCISE_ID = re.compile(r"^ex\d\d_[a-z0-9_]+$")
@@ -27,8 +28,7 @@ class ExerciseSpec:
     id: str
     title: Msg
     tasks: dict[str, Msg]
-    call_timeout_s: float = 20.0
-    test_timeout_s: float = 60.0
+    deadlines: DeadlineRule = field(default_factory=DeadlineRule)
     params: dict[str, Any] = field(default_factory=dict)
     hidden_tests: int | None = None  # declared in a student kit, whose autotests hold no hidden test
     hidden_points: float | None = None
@@ -47,6 +47,17 @@ def _msg(node: Any, where: str) -> Msg:
     return Msg(str(node["zh"]), str(node["en"]))
 
 
+def _deadlines(table: Any, path: Path) -> DeadlineRule:
+    """The ``[deadlines]`` table (every key optional): see ``grader/deadlines.py`` for the rule."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [deadlines] must be a table")
+    known = set(DeadlineRule.__dataclass_fields__)
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"{path}: unknown [deadlines] keys {sorted(unknown)}; known: {sorted(known)}")
+    return DeadlineRule(**{k: float(v) for k, v in table.items()})
+
+
 def load_spec(path: Path) -> ExerciseSpec:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     exercise_id = path.stem
@@ -54,8 +65,7 @@ def load_spec(path: Path) -> ExerciseSpec:
         id=exercise_id,
         title=_msg(data.get("title"), f"{path}: title"),
         tasks={name: _msg(title, f"{path}: tasks.{name}") for name, title in data.get("tasks", {}).items()},
-        call_timeout_s=float(data.get("call_timeout_s", 20.0)),
-        test_timeout_s=float(data.get("test_timeout_s", 60.0)),
+        deadlines=_deadlines(data.get("deadlines", {}), path),
         params=dict(data.get("params", {})),
         hidden_tests=int(data["hidden"]["tests"]) if "hidden" in data else None,
         hidden_points=float(data["hidden"]["points"]) if "hidden" in data else None,

@@ -17,12 +17,13 @@ from typing import Callable
 import torch
 
 from grader.catalog import Course, ExerciseSpec
+from grader.host_lock import HostLock
 from grader.i18n import Lang, Msg
 from grader.implementations import LocalImplementation, RemoteImplementation, load_module
 from grader.remote import OutputCapture, WorkerSession
 from grader.report import TestResult
 from grader.sandbox import Limits, Sandbox, WorkerLaunch, get_sandbox
-from grader.verdicts import Status, SubmissionProblem
+from grader.verdicts import HostBusy, Status, SubmissionProblem
 from grader.worker.probes import use_course_probes
 
 
@@ -43,7 +44,8 @@ class GradingRun:
     gpus: str | None = None
     on_result: Callable[[TestResult], None] | None = None
     print_summary: bool = True  # plain pytest prints the scores; ``grader`` prints its own summary
-    budget_s: float = 1800.0  # wall-clock budget for the whole submission
+    budget_s: float = 1800.0  # CPU seconds the submission's worker may use in all (work, not queueing)
+    wall_budget_s: float = 4 * 3600.0  # the backstop for the whole submission on a very busy host
     started: float = field(default_factory=time.monotonic)
     results: list[TestResult] = field(default_factory=list)
     deselected: list[tuple[str, str, float]] = field(default_factory=list)  # (exercise, visibility, points)
@@ -52,6 +54,7 @@ class GradingRun:
     # A reference worker kept by the caller across runs (a batch, the project's tests): it runs only
     # trusted code, so one can serve many submissions; this run uses it and leaves it open.
     shared_reference: WorkerSession | None = None
+    host_lock: HostLock = field(default_factory=HostLock)  # shared per test; alone for a regrade
     _sandbox: Sandbox | None = None
     _session: WorkerSession | None = None
     _reference_session: WorkerSession | None = None
@@ -68,9 +71,9 @@ class GradingRun:
     def session(self) -> WorkerSession | None:
         return self._session
 
-    def deadline_for(self, test_budget_s: float) -> float:
-        """When a test must end: its own budget, capped by the submission's."""
-        return min(time.monotonic() + test_budget_s, self.started + self.budget_s)
+    def wall_end(self) -> float:
+        """The monotonic time by which the whole submission must be done (the backstop)."""
+        return self.started + self.wall_budget_s
 
     def submitted(self, exercise: str) -> bool:
         return exercise in self.intake_problems or (
@@ -81,13 +84,21 @@ class GradingRun:
             raise SubmissionProblem(self.intake_problems[spec.id], Status.IMPORT_ERROR)
         if not self.submitted(spec.id):
             raise SubmissionProblem(Msg("未提交该练习文件", "This exercise was not submitted"), Status.NOT_SUBMITTED)
-        if time.monotonic() > self.started + self.budget_s:
+        used = self._session.cpu_used_s if self._session is not None else 0.0
+        if used > self.budget_s:
             raise SubmissionProblem(Msg(
-                f"整个提交的评测时间（{self.budget_s:.0f} 秒）已用完，其余测试未运行。",
-                f"The submission used up its total grading time ({self.budget_s:.0f} s); the remaining tests did not run.",
+                f"整个提交已用完评测的 CPU 时间（{used:.0f} 秒，上限 {self.budget_s:.0f} 秒），其余测试未运行。",
+                f"The submission used up its CPU time for grading ({used:.0f} s of {self.budget_s:.0f} s); the "
+                "remaining tests did not run.",
             ), Status.TIMED_OUT)
+        if time.monotonic() > self.wall_end():
+            raise HostBusy(Msg(
+                f"评测主机太忙：{self.wall_budget_s / 3600:.0f} 小时内未能评完这份提交（不是你的问题），其余测试未计分",
+                f"The grading host was too busy to finish this submission within {self.wall_budget_s / 3600:.0f} h "
+                "(not your doing); the remaining tests were not scored"))
         if spec.id not in self._students:
-            self._students[spec.id] = RemoteImplementation(self.student_session(), spec.id, spec.call_timeout_s)
+            self._students[spec.id] = RemoteImplementation(self.student_session(), spec.id, spec.deadlines,
+                                                           reference=self.reference_remote(spec))
         return self._students[spec.id]
 
     def student_session(self) -> WorkerSession:
@@ -122,7 +133,7 @@ class GradingRun:
         session = self.reference_session()
         if session is None or not (self.reference_dir / f"{spec.id}.py").is_file():
             return None
-        return RemoteImplementation(session, spec.id, spec.call_timeout_s)
+        return RemoteImplementation(session, spec.id, spec.deadlines)
 
     # -- seeds -----------------------------------------------------------------------------
     def seed(self, nodeid: str) -> int:

@@ -19,7 +19,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from grader.deadlines import DeadlineRule
 from grader.remote import WorkerSession
+from grader.verdicts import CpuLimitExceeded
 from grader.worker import calls, wire
 
 
@@ -49,27 +51,97 @@ class Implementation:
 
 
 class RemoteImplementation(Implementation):
-    """The submission's module, reached through its sandboxed worker."""
+    """The submission's module, reached through its sandboxed worker.
 
-    def __init__(self, session: WorkerSession, exercise: str, call_timeout_s: float) -> None:
+    Every call runs under the exercise's :class:`~grader.deadlines.DeadlineRule`: a CPU limit the
+    zygote enforces (work), a wall-clock backstop the session enforces (hangs), and a CPU budget
+    for the whole test. A call stopped at the CPU floor is measured against the reference before
+    it is judged: where the reference itself needs a good share of the floor for the same request
+    (a slow host), the call is run again under the scaled limit.
+    """
+
+    def __init__(self, session: WorkerSession, exercise: str, rule: DeadlineRule | None = None,
+                 reference: RemoteImplementation | None = None) -> None:
         self.session = session
         self.exercise = exercise
-        self.call_timeout_s = call_timeout_s
-        self.deadline: float | None = None  # monotonic time when the current test's budget ends
+        self.rule = rule or DeadlineRule()
+        self.reference = reference  # where the same request is measured when a call passes the floor
+        self.deadline: float | None = None  # monotonic time when the current test's wall backstop ends
+        self.test_cpu_s = 0.0  # CPU the current test's calls have used
+        self.test_budget_s: float | None = None  # None outside a test (no budget of its own)
+
+    def begin_test(self, cpu_budget_s: float | None = None) -> None:
+        """A new test: its CPU budget starts afresh, and its wall backstop from now."""
+        budget = cpu_budget_s if cpu_budget_s is not None else self.rule.test_cpu_s
+        self.test_budget_s = budget
+        self.test_cpu_s = 0.0
+        self.deadline = time.monotonic() + self.rule.wall_limit(budget)
 
     def run(self, request: dict[str, Any]) -> Any:
-        timeout = self.call_timeout_s
+        limit = self.rule.cpu_limit()
+        try:
+            return self._send(request, limit)
+        except CpuLimitExceeded as stopped:
+            if stopped.test_budget:
+                raise  # the test's own CPU budget ran out, not the call's
+            reference_cpu = self._reference_cpu(request)
+            scaled = self.rule.cpu_limit(reference_cpu)
+            if scaled <= limit:
+                raise CpuLimitExceeded(stopped.used_s, limit, reference_cpu) from None
+            try:  # the reference needs much of the floor here: the same call, with the scaled limit
+                return self._send(request, scaled)
+            except CpuLimitExceeded as again:
+                raise CpuLimitExceeded(again.used_s, again.limit_s, reference_cpu,
+                                       test_budget=again.limit_s < scaled) from None
+
+    def _send(self, request: dict[str, Any], cpu_limit_s: float) -> Any:
+        budget = self.test_budget_s
+        left = budget - self.test_cpu_s if budget is not None else None
+        if left is not None and left <= 0:
+            raise CpuLimitExceeded(self.test_cpu_s, budget, test_budget=True)
+        limit = min(cpu_limit_s, left) if left is not None else cpu_limit_s
+        timeout = self.rule.wall_limit(limit)
         if self.deadline is not None:
             timeout = max(0.5, min(timeout, self.deadline - time.monotonic()))
-        return self.session.request({**request, "exercise": self.exercise}, timeout)
+        self.session.last_cost = None
+        try:
+            return self.session.request({**request, "exercise": self.exercise, "cpu_limit_s": limit}, timeout)
+        except CpuLimitExceeded as stopped:
+            self.test_cpu_s += stopped.used_s
+            if left is not None and limit < cpu_limit_s:
+                raise CpuLimitExceeded(self.test_cpu_s, budget, test_budget=True) from None  # type: ignore[arg-type]
+            raise
+        finally:
+            cost = self.session.last_cost
+            if isinstance(cost, dict) and isinstance(cost.get("cpu_s"), (int, float)):
+                self.test_cpu_s += float(cost["cpu_s"])
+
+    def _reference_cpu(self, request: dict[str, Any]) -> float | None:
+        """CPU seconds the reference needs for the same request on this host, or None if unknown."""
+        if self.reference is None:
+            return None
+        try:
+            self.reference.session.request({**request, "exercise": self.exercise,
+                                            "cpu_limit_s": self.rule.test_cpu_s},
+                                           self.rule.wall_limit(self.rule.test_cpu_s))
+        except Exception:  # noqa: BLE001 - a request the reference cannot replay (state of the student's)
+            cost = self.reference.session.last_cost
+            return None if not isinstance(cost, dict) else _cpu(cost)
+        return _cpu(self.reference.session.last_cost)
 
     def generate(self, args: list[Any], seed: int, repeats: int) -> Any:
         """Have the worker make inputs for a timed request (see ``grader/worker/arena.py``); untimed."""
-        return self.run({"op": "generate", "args": args, "seed": seed, "repeats": repeats})
+        return self.session.request({"op": "generate", "args": args, "seed": seed, "repeats": repeats,
+                                     "exercise": self.exercise}, self.rule.wall_limit(self.rule.cpu_floor_s))
 
     def last_cost(self) -> dict[str, float] | None:
-        """CPU and wall seconds the worker says its last request took (trust it only for the reference)."""
+        """What the last request cost, as the worker's zygote measured it (``cpu_s``, ``wall_s``)."""
         return self.session.last_cost
+
+
+def _cpu(cost: Any) -> float | None:
+    value = cost.get("cpu_s") if isinstance(cost, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 class LocalImplementation(Implementation):

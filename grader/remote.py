@@ -20,11 +20,13 @@ from typing import Any, BinaryIO
 
 from grader.i18n import Msg
 from grader.sandbox import ExitInfo, RunningWorker, Sandbox, WorkerLaunch
-from grader.verdicts import CallTimedOut, Status, SubmissionProblem, WorkerDied
+from grader.deadlines import wall_exceeded
+from grader.verdicts import CallTimedOut, CpuLimitExceeded, HostBusy, Status, SubmissionProblem, WorkerDied
 from grader.worker import wire
 
 STARTUP_TIMEOUT_S = 120.0
-IMPORT_TIMEOUT_S = 30.0
+IMPORT_TIMEOUT_S = 120.0  # wall backstop; the import's work is capped by IMPORT_CPU_S
+IMPORT_CPU_S = 30.0
 ABORT_TIMEOUT_S = 5.0
 
 # What the worker was doing when something went wrong, in both languages: messages put it in a
@@ -161,6 +163,7 @@ class WorkerSession:
         # What the last request cost the worker, as the worker says (cpu_s, wall_s): believed only
         # for the reference's worker, which runs no student code.
         self.last_cost: dict[str, float] | None = None
+        self.cpu_used_s = 0.0  # CPU time of every request so far, as the zygote measured it
 
     # -- lifecycle -------------------------------------------------------------------------
     def _start(self) -> _Channel:
@@ -204,13 +207,22 @@ class WorkerSession:
             if self.capture.flooded:
                 self._discard(channel)
                 raise _flood_problem() from None
-            if request_id is None or not channel.worker.abortable \
-                    or not self._abort(channel, request_id):
+            observed = self._abort(channel, request_id) if request_id is not None and channel.worker.abortable \
+                else None
+            if observed is None:
                 self._discard(channel)
-            raise CallTimedOut(Msg(
-                f"超时：{during.zh}超过 {timeout:.0f} 秒仍未返回（死循环？计算量过大？）",
-                f"Timed out: no result after {timeout:.0f} s during {during.en} (an endless loop? too much work?)",
-            )) from None
+                observed = {}
+            if during is not CALL:
+                raise CallTimedOut(Msg(f"超时：{during.zh}超过 {timeout:.0f} 秒仍未完成",
+                                       f"Timed out: {during.en} did not finish in {timeout:.0f} s")) from None
+            cpu, waited = observed.get("cpu_s"), observed.get("waited_s")
+            verdict = wall_exceeded(timeout, cpu if isinstance(cpu, (int, float)) else None,
+                                    waited if isinstance(waited, (int, float)) else None)
+            if verdict.host_busy:
+                raise HostBusy(verdict.message) from None
+            problem = CallTimedOut(verdict.message, None, verdict.message)
+            problem.load_independent = verdict.load_independent
+            raise problem from None
         if isinstance(reply, BaseException):
             exit_info = channel.worker.wait(5.0)
             self._discard(channel)
@@ -229,23 +241,30 @@ class WorkerSession:
             ), Status.CRASHED)
         return reply
 
-    def _abort(self, channel: _Channel, request_id: int) -> bool:
-        """Ask the zygote to kill the child running ``request_id``; True if the worker is usable after."""
+    def _abort(self, channel: _Channel, request_id: int) -> dict[str, Any] | None:
+        """Ask the zygote to kill the child running ``request_id``.
+
+        Returns what the zygote observed of the stopped request (``cpu_s``, ``wall_s``, ``waited_s``;
+        empty if it finished just then), or None when the worker is not usable after.
+        """
         abort_id = next(self._ids)
         if not channel.send(wire.encode_frame({"op": "abort", "id": abort_id}), ABORT_TIMEOUT_S):
-            return False
+            return None
         deadline = time.monotonic() + ABORT_TIMEOUT_S
         seen: set[Any] = set()
+        observed: dict[str, Any] = {}
         while seen != {request_id, abort_id}:
             try:
                 reply = channel.replies.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                return False
+                return None
             if isinstance(reply, BaseException) or reply.get("id") not in (request_id, abort_id):
-                return False
+                return None
+            if reply.get("id") == request_id and isinstance(reply.get("error"), dict):
+                observed = reply["error"]
             seen.add(reply.get("id"))
         channel.loaded.clear()  # the child was killed: the next call imports the module afresh
-        return True
+        return observed
 
     def request(self, message: dict[str, Any], timeout: float) -> Any:
         """Send ``message`` and return the reply's value; raises SubmissionProblem otherwise."""
@@ -265,7 +284,8 @@ class WorkerSession:
 
     def _load(self, channel: _Channel, exercise: str) -> None:
         try:
-            self._exchange(channel, {"op": "load", "exercise": exercise}, IMPORT_TIMEOUT_S, during=IMPORT)
+            self._exchange(channel, {"op": "load", "exercise": exercise, "cpu_limit_s": IMPORT_CPU_S},
+                           IMPORT_TIMEOUT_S, during=IMPORT)
         except SubmissionProblem as problem:
             if problem.status in (Status.NOT_SUBMITTED, Status.IMPORT_ERROR, Status.TIMED_OUT, Status.CRASHED,
                                   Status.OUT_OF_MEMORY, Status.OUTPUT_LIMIT):
@@ -284,6 +304,10 @@ class WorkerSession:
         reply = self._await(channel, request_id, timeout, during)
         cost = reply.get("cost")
         self.last_cost = cost if isinstance(cost, dict) else None
+        error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        for spent in ((cost or {}).get("cpu_s"), error.get("cpu_s")):
+            if isinstance(spent, (int, float)):
+                self.cpu_used_s += float(spent)
         if reply.get("ok"):
             return reply.get("value")
         error = reply.get("error") or {}
@@ -361,6 +385,10 @@ def problem_from_error(error: dict[str, Any]) -> SubmissionProblem:
     where = str(error.get("traceback", "")).strip()
     detail = f"{etype}: {text}" + (f"\n{where}" if where else "")
     phase = error.get("phase")
+    if kind == "cpu_limit":
+        used, limit = error.get("cpu_s"), error.get("cpu_limit_s")
+        return CpuLimitExceeded(float(used) if isinstance(used, (int, float)) else 0.0,
+                                float(limit) if isinstance(limit, (int, float)) else 0.0)
     if kind == "fork_failed":
         return WorkerDied(Msg(f"无法启动进程（进程数超限？）：{text}", f"Could not start a process (too many processes?): {text}"))
     if kind == "missing":

@@ -32,6 +32,16 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class Regrade:
+    """A test graded twice: how the first run ended (what any audience may read of it), and
+    whether the second had the host to itself."""
+
+    first_status: Status
+    first_message: Msg | None
+    alone: bool
+
+
 @dataclass
 class TestResult:
     __test__ = False  # a result record, not a pytest test class
@@ -49,6 +59,7 @@ class TestResult:
     duration_s: float = 0.0
     detail: Msg | None = None  # inputs, expected values, the numbers: instructors, and students for public tests
     shows: str = "all"  # what a student sees of it: "all", "hint" (no detail) or "name" (pass/fail only)
+    regrade: Regrade | None = None  # the first outcome, when the test was graded once more alone
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +74,11 @@ class TestResult:
             "message": msg_json(self.message),
             "detail": msg_json(self.detail),
             "duration_s": round(self.duration_s, 3),
+            "regrade": None if self.regrade is None else {
+                "first_status": self.regrade.first_status.value,
+                "first_message": msg_json(self.regrade.first_message),
+                "alone": self.regrade.alone,
+            },
         }
 
 

@@ -1,10 +1,12 @@
-"""Speed relative to the reference, measured by the grader around worker calls.
+"""Speed relative to the reference, measured around worker calls.
 
 Student and reference run in workers of the same kind and are timed the same way, in
 alternating order (A B, B A, …) with fresh inputs each round; every output is checked, so a
 fast wrong answer (or a cached one) does not count. The verdict is the median of the per-round
-ratios, which shrugs off a round disturbed by the rest of the machine. No number the worker
-reports is used.
+ratios, which shrugs off a round disturbed by the rest of the machine. A request's time is the one
+its worker's zygote measured (trusted code that runs no student code: see ``served_s``), or the
+grader's own clock around the call where there is no zygote; nothing the student's process says
+about itself is used.
 """
 
 from __future__ import annotations
@@ -42,10 +44,25 @@ QUIET_FLOOR = 0.25
 MIN_JUDGED_WALL_S = 0.01  # below this, the share is noise (timer and scheduler granularity)
 
 
-def _timed(fn: Callable[[Any], Any], inputs: Any) -> tuple[float, Any]:
+def _timed(fn: Callable[[Any], Any], inputs: Any, impl: Any) -> tuple[float, Any, Any]:
+    """Wall time of ``fn(inputs)`` around the call, its result, and the cost its worker reported."""
     start = time.perf_counter()
     out = fn(inputs)
-    return time.perf_counter() - start, out
+    elapsed = time.perf_counter() - start
+    return elapsed, out, impl.last_cost() if impl is not None and hasattr(impl, "last_cost") else None
+
+
+def served_s(cost: Any) -> float | None:
+    """The wall time a worker's zygote measured for a request (from waking the child to its reply).
+
+    Trusted for student and reference alike: the zygote runs no student code and replaces whatever
+    the child said about itself. It leaves out what is the same for any submission (the grader's
+    side of the channel, the zygote's sweeps for strays), so a ratio of two is not diluted by it.
+    """
+    if not isinstance(cost, dict) or cost.get("by") != "zygote":
+        return None
+    wall = cost.get("wall_s")
+    return float(wall) if isinstance(wall, (int, float)) and wall >= 0 else None
 
 
 def cpu_share(cost: Any) -> float | None:
@@ -71,6 +88,7 @@ def compare_speed(
     rounds: int = 7,
     warmup: int = 1,
     reference_impl: Any = None,
+    student_impl: Any = None,
 ) -> SpeedComparison:
     """Time ``student`` against ``reference`` on ``rounds`` fresh inputs, checking each output.
 
@@ -86,12 +104,14 @@ def compare_speed(
     while True:
         inputs = make_inputs(i)
         if i % 2 == 0:
-            ts, out_s = _timed(student, inputs)
-            tr, out_r = _timed(reference, inputs)
+            ts, out_s, cost_s = _timed(student, inputs, student_impl)
+            tr, out_r, cost_r = _timed(reference, inputs, reference_impl)
         else:
-            tr, out_r = _timed(reference, inputs)
-            ts, out_s = _timed(student, inputs)
-        share = cpu_share(reference_impl.last_cost()) if reference_impl is not None else None
+            tr, out_r, cost_r = _timed(reference, inputs, reference_impl)
+            ts, out_s, cost_s = _timed(student, inputs, student_impl)
+        if served_s(cost_s) is not None and served_s(cost_r) is not None:
+            ts, tr = served_s(cost_s), served_s(cost_r)  # both measured by the zygotes: no IPC, no sweeps
+        share = cpu_share(cost_r)
         check(out_s, out_r)
         i += 1
         if i <= warmup:
@@ -187,7 +207,7 @@ def compare_generated_speed(
                 "project_seed": project_seed}
 
     return compare_speed(run(student, "student"), run(reference, "reference"), make_round, check, rounds=rounds,
-                         reference_impl=reference if hasattr(reference, "last_cost") else None)
+                         reference_impl=reference, student_impl=student)
 
 
 REFERENCE = Msg("参考实现", "the reference")

@@ -56,6 +56,25 @@ class SubmissionProblem(Exception):
 
 class CallTimedOut(SubmissionProblem):
     status = Status.TIMED_OUT
+    # True when what was observed rules out a busy host (CPU time past its limit; a call that slept):
+    # regrading such a test alone would change nothing, and would hold up every other grading.
+    load_independent = False
+
+
+class CpuLimitExceeded(CallTimedOut):
+    """The zygote stopped a call that used more CPU time than its limit: work, not waiting."""
+
+    def __init__(self, used_s: float, limit_s: float, reference_cpu_s: float | None = None,
+                 test_budget: bool = False) -> None:
+        from grader.deadlines import cpu_exceeded
+
+        message = cpu_exceeded(used_s, limit_s, reference_cpu_s, test_budget)
+        super().__init__(message, None, message)  # figures of CPU time, never of a test's inputs
+        self.used_s = used_s
+        self.limit_s = limit_s
+        self.reference_cpu_s = reference_cpu_s
+        self.test_budget = test_budget
+        self.load_independent = True  # CPU time, which waiting for a CPU does not add to
 
 
 class WorkerDied(SubmissionProblem):

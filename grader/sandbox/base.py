@@ -115,6 +115,10 @@ def stage_worker_package(into: Path, probes_dir: Path | None = None) -> Path:
     return into
 
 
+MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's own ceiling for the dynamic threshold on 64-bit
+TRIM_THRESHOLD = 256 * 1024 * 1024
+
+
 def worker_environment(home: str, gpus: str | None, tmpdir: str | None = None) -> dict[str, str]:
     """A minimal environment: none of the grader's variables reach student code."""
     env = {
@@ -126,6 +130,10 @@ def worker_environment(home: str, gpus: str | None, tmpdir: str | None = None) -
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
+        # Fixed malloc thresholds: with glibc's defaults a large tensor may come from a fresh mmap
+        # (page faults on every call) or from the heap depending on what was freed before, which
+        # made the same code cost 1x to 2.5x from one round to the next and speed ratios noise.
+        "GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}",
     }
     if gpus is None:
         env["CUDA_VISIBLE_DEVICES"] = ""

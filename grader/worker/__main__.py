@@ -164,8 +164,9 @@ def serve(modules: str, requests_fd: int, replies_fd: int, hello: bool = True) -
             return
         cpu, wall = time.process_time(), time.perf_counter()
         reply = {**handle(request, host), "id": request.get("id")}
-        # What this request cost the worker. Only the grader's reference worker, which runs no
-        # student code, is believed: it tells whether the CPU was quiet while the reference was timed.
+        # What this request cost, as this process measures it. In a zygote's child the zygote
+        # replaces it with its own measurement; without a zygote (``--direct``, a student's own
+        # machine) it is only advice.
         reply["cost"] = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
         try:
             frame = wire.encode_frame(reply)

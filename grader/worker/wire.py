@@ -245,6 +245,20 @@ def read_raw_frame(fd: int) -> tuple[bytes, dict[str, Any]]:
     return raw, plain
 
 
+def with_fields(raw: bytes, **fields: Any) -> bytes:
+    """A frame read by :func:`read_raw_frame` with top-level ``fields`` set (plain values only).
+
+    Lets the zygote stamp what it measured onto a child's reply without decoding its tensors.
+    """
+    (length,) = struct.unpack_from("<I", raw)
+    tree = json.loads(raw[4:4 + length])
+    if not isinstance(tree, dict) or not isinstance(tree.get("__dict__"), dict):
+        raise WireError("a frame must hold a message object")
+    tree["__dict__"].update({k: _encode(v, {}) for k, v in fields.items()})
+    header = json.dumps(tree, allow_nan=False).encode()
+    return struct.pack("<I", len(header)) + header + raw[4 + length:]
+
+
 def decode_raw_frame(raw: bytes) -> dict[str, Any]:
     """Decode a frame read by :func:`read_raw_frame`, tensors included."""
     view = memoryview(raw)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ class Zygote:
         self.sweep_all = sweep_all  # the sandbox has its own PID namespace: every stray there is ours
         self.cgroup_procs = _own_cgroup_procs()  # a cgroup made for this worker: every process in it is ours
         arena()  # made before any fork: every child shares its pages (inputs for timed requests)
+        _set_dumpable(False)  # no process of the same user (a child included) may ptrace or read our memory
 
     def _sweep(self) -> None:
         """Kill processes the student left behind (forks, daemons); keep the zygote and its children.
@@ -89,6 +91,7 @@ class Zygote:
                 time.sleep(0.1)
         if pid == 0:  # the child: serve this exercise only
             try:
+                _set_dumpable(True)  # the child is the student's: as any ordinary process
                 os.setpgid(0, 0)
                 keep = {0, 1, 2, to_r, from_w}
                 for fd in [self.requests_fd, self.replies_fd, to_w, from_r] + [
@@ -129,39 +132,72 @@ class Zygote:
                      "error": {"type": kind, "kind": kind, "phase": "call", "message": message, "traceback": "",
                                **extra}})
 
-    def _relay(self, exercise: str, raw: bytes, request_id: Any) -> bool:
-        """Forward one request to the child and its reply back; False when told to shut down."""
+    def _relay(self, exercise: str, raw: bytes, request_id: Any, cpu_limit_s: float | None = None) -> bool:
+        """Forward one request to the child and its reply back; False when told to shut down.
+
+        The zygote measures what the request cost the child: wall time from waking it to its reply
+        and the CPU time of the child process (every thread of it), and stamps both onto the reply
+        as ``cost``; whatever the child said about itself is replaced. With ``cpu_limit_s`` the child
+        is ended once its CPU time for this request passes the limit (work, not waiting for a CPU on
+        a busy host, is what that limit counts).
+        """
         self._sweep()  # strays of a child killed at a deadline, or daemons that left its group
         try:
             child = self.children.get(exercise) or self._fork(exercise)
         except OSError as exc:  # e.g. the process limit is used up
             self._error(request_id, "fork_failed", f"could not start a process: {exc}")
             return True
+        clock = CpuClock(child.pid)
+        delay_start = run_queue_delay(child.pid)
         _signal_group(child.pid, signal.SIGCONT)
+        cpu_start, wall_start = clock.read(), time.perf_counter()
         try:
             wire.write_all(child.to_child, raw)
         except OSError:
             pass  # the child is gone; reading its reply below reports how it ended
         while True:
-            ready, _, _ = select.select([child.from_child, self.requests_fd], [], [])
+            ready, _, _ = select.select([child.from_child, self.requests_fd], [], [],
+                                        None if cpu_limit_s is None else CPU_POLL_S)
+            if not ready:
+                used = _used(clock, cpu_start)
+                if used is not None and used > cpu_limit_s:  # type: ignore[operator]
+                    wall = time.perf_counter() - wall_start
+                    waited = _delta(run_queue_delay(child.pid), delay_start)
+                    self._end(exercise)
+                    self._error(request_id, "cpu_limit", f"used {used:.1f} s of CPU time (the limit was "
+                                f"{cpu_limit_s:.1f} s)", cpu_s=used, wall_s=wall, waited_s=waited,
+                                cpu_limit_s=cpu_limit_s)
+                    return True
+                continue
             if child.from_child in ready:
                 try:
                     reply, _ = wire.read_raw_frame(child.from_child)
                 except wire.WireError:
+                    cost = {"cpu_s": _used(clock, cpu_start), "wall_s": time.perf_counter() - wall_start}
                     code, sig = self._end(exercise)
-                    self._error(request_id, "died", "the process ended", exit_code=code, signal=sig)
+                    self._error(request_id, "died", "the process ended", exit_code=code, signal=sig, **cost)
                     return True
+                cost = {"cpu_s": _used(clock, cpu_start), "wall_s": time.perf_counter() - wall_start,
+                        "by": "zygote"}
                 # Between its requests nothing of the student's runs: the child (every thread of it)
                 # and its process group are stopped, other strays are killed, so the reference's
                 # timing, which happens now, cannot be disturbed by work left running here.
                 _signal_group(child.pid, signal.SIGSTOP)
                 self._sweep()
+                try:
+                    reply = wire.with_fields(reply, cost=cost)
+                except (wire.WireError, ValueError):
+                    self._end(exercise)
+                    self._error(request_id, "protocol", "the reply could not be read")
+                    return True
                 wire.write_all(self.replies_fd, reply)
                 return True
-            raw_control, control = wire.read_raw_frame(self.requests_fd)
+            _, control = wire.read_raw_frame(self.requests_fd)
             if control.get("op") in ("abort", "shutdown"):
+                cost = {"cpu_s": _used(clock, cpu_start), "wall_s": time.perf_counter() - wall_start,
+                        "waited_s": _delta(run_queue_delay(child.pid), delay_start)}
                 self._end(exercise)
-                self._error(request_id, "aborted", "stopped at the grader's deadline")
+                self._error(request_id, "aborted", "stopped at the grader's deadline", **cost)
                 if control.get("op") == "shutdown":
                     return False
                 self._reply({"id": control.get("id"), "ok": True, "value": None})
@@ -186,10 +222,80 @@ class Zygote:
                 self._reply({**generate_reply(wire.decode_raw_frame(raw)), "id": request.get("id")})
                 continue
             exercise = "" if op == "facts" else str(request.get("exercise", ""))
-            if not self._relay(exercise, raw, request.get("id")):
+            limit = request.get("cpu_limit_s")
+            limit = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
+            if not self._relay(exercise, raw, request.get("id"), limit):
                 break
         for exercise in list(self.children):
             self._end(exercise)
+
+
+CPU_POLL_S = 0.05  # how often a running request's CPU time is compared with its limit
+
+
+class CpuClock:
+    """The CPU time of another process (all its threads, live and ended), in seconds.
+
+    Read through the kernel's per-process CPU clock (``clock_getcpuclockid``: on Linux the clock id
+    is ``(~pid << 3) | CPUCLOCK_SCHED``), which has nanosecond resolution, unlike
+    ``/proc/<pid>/stat``'s ticks. Processes the child forks are not counted; they are strays,
+    killed after the request. Where the clock cannot be read (not Linux) every reading is None.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.clock_id = ((~pid) << 3) | 2
+        self.last: float | None = None
+        self.supported = sys.platform.startswith("linux")
+
+    def read(self) -> float | None:
+        if self.supported:
+            try:
+                self.last = time.clock_gettime(self.clock_id)
+            except OSError:  # the process has ended: its last reading stands
+                pass
+        return self.last
+
+
+def run_queue_delay(pid: int) -> float | None:
+    """Seconds the threads of ``pid`` have spent runnable but waiting for a CPU (``schedstat``).
+
+    Tells a busy host (long waits for a CPU) from a call that sleeps or blocks (no CPU, no wait).
+    Threads that already ended are not counted; None where the kernel does not keep the figure.
+    """
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as handle:
+                total += int(handle.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def _delta(now: float | None, start: float | None) -> float | None:
+    return None if now is None or start is None else max(0.0, now - start)
+
+
+def _used(clock: CpuClock, start: float | None) -> float | None:
+    now = clock.read()
+    return None if now is None or start is None else max(0.0, now - start)
+
+
+def _set_dumpable(on: bool) -> None:
+    """``prctl(PR_SET_DUMPABLE)``: off, the zygote's memory and what it measures are out of reach of
+    its children even where the host lets processes of one user ptrace each other."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 1 if on else 0, 0, 0, 0)  # 4: PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(pid: int, sig: int) -> None:

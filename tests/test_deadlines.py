@@ -1,0 +1,196 @@
+"""Deadlines count work (CPU time, read by the zygote), not the host's queue; the host lock lets a
+regrade run alone. Against real workers: a real zygote, real process CPU clocks, real flock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from grader.catalog import load_spec
+from grader.deadlines import DeadlineRule, wall_exceeded
+from grader.host_lock import HostLock
+from grader.implementations import RemoteImplementation
+from grader.remote import OutputCapture, WorkerSession
+from grader.sandbox import Limits, WorkerLaunch, get_sandbox
+from grader.verdicts import CallTimedOut, CpuLimitExceeded
+
+# ``spin(s)`` computes for about ``s`` seconds of CPU; ``work(n)`` does an amount of work fixed by n.
+STUDENT = '''
+import os, time
+def spin(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return seconds
+def work(n):
+    total = 0
+    for i in range(int(n) * 3):  # three times the reference's work
+        total += i * i
+    return total % 7
+def nap(seconds):
+    time.sleep(seconds)
+    return 0
+def forge_cost():
+    """Make this process's own clocks lie, then compute for 0.2 s."""
+    end = time.monotonic() + 0.2
+    time.process_time = time.perf_counter = lambda: 0.0
+    while time.monotonic() < end:
+        pass
+    return 1
+'''
+REFERENCE = '''
+def work(n):
+    total = 0
+    for i in range(int(n)):
+        total += i * i
+    return total % 7
+'''
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory):
+    student_dir, reference_dir = tmp_path_factory.mktemp("student"), tmp_path_factory.mktemp("reference")
+    (student_dir / "ex01_demo.py").write_text(STUDENT)
+    (reference_dir / "ex01_demo.py").write_text(REFERENCE)
+    sandbox = get_sandbox("process")
+    student = WorkerSession(sandbox, WorkerLaunch(student_dir, Limits()), OutputCapture())
+    reference = WorkerSession(sandbox, WorkerLaunch(reference_dir, Limits()), OutputCapture())
+    yield student, reference
+    student.close()
+    reference.close()
+
+
+def test_rule_scales_from_the_reference_with_a_floor() -> None:
+    rule = DeadlineRule(cpu_floor_s=10, cpu_factor=20, wall_floor_s=60, wall_factor=6)
+    assert rule.cpu_limit() == 10 and rule.cpu_limit(0.01) == 10 and rule.cpu_limit(2.0) == 40
+    assert rule.wall_limit(10) == 60 and rule.wall_limit(40) == 240
+
+
+def test_wall_verdicts_say_what_was_observed() -> None:
+    busy = wall_exceeded(60, cpu_s=5, waited_s=50)
+    assert busy.host_busy and "too busy" in busy.message.en
+    asleep = wall_exceeded(60, cpu_s=0.01, waited_s=0.0)
+    assert not asleep.host_busy and asleep.load_independent and "waiting" in asleep.message.en
+    assert "endless loop" not in asleep.message.en  # no guess the CPU time does not support
+    unknown = wall_exceeded(60, cpu_s=None, waited_s=None)
+    assert not unknown.host_busy and not unknown.load_independent
+
+
+def test_deadlines_table_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "ex09_demo.toml"
+    path.write_text('title = { zh = "演示", en = "Demo" }\n[deadlines]\ncpu_floor_s = 3\n')
+    assert load_spec(path).deadlines.cpu_floor_s == 3
+    path.write_text('title = { zh = "演示", en = "Demo" }\n[deadlines]\ncall_timeout_s = 3\n')
+    with pytest.raises(ValueError, match="unknown \\[deadlines\\] keys"):
+        load_spec(path)
+
+
+def test_the_zygote_stamps_its_own_measurement(workers) -> None:
+    student, _ = workers
+    impl = RemoteImplementation(student, "ex01_demo")
+    assert impl.call("spin", 0.2) == 0.2
+    cost = impl.last_cost()
+    assert cost["by"] == "zygote" and 0.18 <= cost["cpu_s"] <= 0.6 and cost["wall_s"] >= cost["cpu_s"] * 0.9
+    assert impl.call("forge_cost") == 1  # the child's own clocks now say nothing passes
+    assert impl.last_cost()["cpu_s"] >= 0.18 and impl.last_cost()["wall_s"] >= 0.18
+
+
+def test_cpu_limit_stops_work_not_waiting(workers) -> None:
+    student, _ = workers
+    impl = RemoteImplementation(student, "ex01_demo", DeadlineRule(cpu_floor_s=0.5, wall_floor_s=30))
+    started = time.monotonic()
+    with pytest.raises(CpuLimitExceeded) as info:
+        impl.call("spin", 60)
+    assert 0.5 <= info.value.used_s < 1.5 and time.monotonic() - started < 10
+    assert "CPU time" in info.value.message.en and info.value.load_independent
+    assert impl.call("nap", 1.0) == 0  # a second of sleep uses no CPU: under a 0.5 s CPU limit it finishes
+
+
+def test_a_sleeping_call_is_named_as_waiting(workers) -> None:
+    student, _ = workers
+    impl = RemoteImplementation(student, "ex01_demo", DeadlineRule(cpu_floor_s=0.5, wall_floor_s=1.0, wall_factor=1))
+    with pytest.raises(CallTimedOut) as info:
+        impl.call("nap", 30)
+    assert "waiting" in info.value.message.en and "endless loop" not in info.value.message.en
+    assert impl.call("spin", 0.01) == 0.01  # the worker survived the abort
+
+
+def test_a_call_past_the_floor_is_measured_against_the_reference(workers) -> None:
+    """Where the reference itself needs much of the floor (a slow host), the limit scales with it."""
+    student, reference = workers
+    n = _iterations_for(student, cpu_s=0.3)  # the reference needs about 0.3 s, the student 3x that
+    rule = DeadlineRule(cpu_floor_s=0.5, cpu_factor=5, wall_floor_s=60)
+    impl = RemoteImplementation(student, "ex01_demo", rule, reference=RemoteImplementation(reference, "ex01_demo"))
+    assert impl.call("work", n) == sum(i * i for i in range(n * 3)) % 7  # stopped at 0.5 s, rerun under ~1.5 s
+    strict = RemoteImplementation(student, "ex01_demo", DeadlineRule(cpu_floor_s=0.5, cpu_factor=1.5),
+                                  reference=RemoteImplementation(reference, "ex01_demo"))
+    with pytest.raises(CpuLimitExceeded) as info:  # 3x the reference's work is over 1.5x of it
+        strict.call("work", n)
+    assert info.value.reference_cpu_s is not None and "the reference needs" in info.value.message.en
+
+
+def test_a_test_budget_counts_every_call(workers) -> None:
+    student, _ = workers
+    impl = RemoteImplementation(student, "ex01_demo", DeadlineRule(cpu_floor_s=5, test_cpu_s=0.6))
+    impl.begin_test()
+    impl.call("spin", 0.25)
+    impl.call("spin", 0.25)
+    with pytest.raises(CpuLimitExceeded) as info:
+        impl.call("spin", 0.5)
+    assert info.value.test_budget and "this test's calls" in info.value.message.en
+
+
+def _iterations_for(student: WorkerSession, cpu_s: float) -> int:
+    impl = RemoteImplementation(student, "ex01_demo")
+    impl.call("work", 200_000)
+    per_iteration = impl.last_cost()["cpu_s"] / (3 * 200_000)
+    return max(1000, int(cpu_s / per_iteration))
+
+
+# -- the host lock ------------------------------------------------------------------------------
+def _hold_shared(path: str, seconds: float, ready: multiprocessing.Event) -> None:
+    with HostLock(Path(path)).shared():
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_alone_waits_for_tests_in_flight_and_holds_new_ones(tmp_path: Path) -> None:
+    path = tmp_path / "host.lock"
+    ready = multiprocessing.Event()
+    other = multiprocessing.Process(target=_hold_shared, args=(str(path), 1.0, ready))
+    other.start()
+    ready.wait(10)
+    lock = HostLock(path)
+    with lock.shared():  # shared holders run side by side
+        pass
+    started = time.monotonic()
+    entered: list[float] = []
+    with lock.alone() as alone:
+        assert alone and time.monotonic() - started >= 0.8  # waited for the other grading's test
+        def enter() -> None:
+            with lock.shared():
+                entered.append(time.monotonic())
+
+        late = threading.Thread(target=enter)
+        late.start()
+        time.sleep(0.5)
+        assert not entered  # a new test waits while the regrade runs
+        done = time.monotonic()
+    late.join(5)
+    assert entered and entered[0] >= done
+    other.join(5)
+
+
+def test_alone_gives_up_waiting_rather_than_stall(tmp_path: Path) -> None:
+    path = tmp_path / "host.lock"
+    ready = multiprocessing.Event()
+    other = multiprocessing.Process(target=_hold_shared, args=(str(path), 3.0, ready))
+    other.start()
+    ready.wait(10)
+    with HostLock(path).alone(wait_s=0.3) as alone:
+        assert alone is False
+    other.join(10)
