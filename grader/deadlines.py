@@ -72,31 +72,35 @@ def cpu_exceeded(used_s: float, limit_s: float, reference_cpu_s: float | None, t
 @dataclass(frozen=True)
 class WallVerdict:
     message: Msg
-    host_busy: bool  # the call waited for a CPU most of the time: the host's fault, not scored
     load_independent: bool  # the observation rules load out (it slept): a regrade would change nothing
 
 
 def wall_exceeded(wall_s: float, cpu_s: float | None, waited_s: float | None) -> WallVerdict:
     """What to say of a call stopped by the wall backstop, from what the zygote observed.
 
-    ``waited_s`` is how long the call's threads sat runnable without a CPU (the kernel's run-queue
-    delay): most of the wall time spent waiting for a CPU means a busy host, not the submission.
-    Little CPU and little waiting means the code slept or blocked, which no load explains.
+    ``waited_s`` is how long the call's main thread sat runnable without a CPU (the kernel's
+    run-queue delay). Much waiting means a busy host, or processes the submission started that
+    keep the CPU busy (the zygote cannot tell which from inside): the test is regraded alone, so
+    other gradings are not the cause the second time. Little CPU and little waiting means the
+    code slept or blocked, which no load explains.
     """
     if waited_s is not None and waited_s >= 0.5 * wall_s:
+        used = seconds(cpu_s) if cpu_s is not None else "?"
         return WallVerdict(Msg(
-            f"评测主机太忙：调用在 {wall_s:.0f} 秒内有 {waited_s:.0f} 秒在等待 CPU（不是你的问题），未计分",
-            f"The grading host was too busy: the call waited {waited_s:.0f} s of {wall_s:.0f} s for a CPU "
-            "(not your doing); not scored"), host_busy=True, load_independent=False)
+            f"超时：调用 {wall_s:.0f} 秒仍未返回；它只用了 {used} CPU 时间，却有 {waited_s:.0f} 秒在等待 CPU："
+            "评测主机很忙，或者代码启动的进程占满了 CPU",
+            f"Timed out: no result after {wall_s:.0f} s; the call used only {used} of CPU time and waited "
+            f"{waited_s:.0f} s for a CPU: the host was busy, or processes the code started kept the CPU busy"),
+            load_independent=False)
     if cpu_s is not None and cpu_s < 0.25 * wall_s:
         return WallVerdict(Msg(
             f"超时：调用 {wall_s:.0f} 秒仍未返回，但只用了 {seconds(cpu_s)} CPU 时间：代码在等待"
-            "（sleep？input()？锁？等待线程或子进程？），而不是在计算",
+            "（休眠？input()？锁？等待线程或子进程？），而不是在计算",
             f"Timed out: no result after {wall_s:.0f} s, but the call used only {seconds(cpu_s)} of CPU time: "
             "it was waiting (sleep? input()? a lock? a thread or process it started?), not computing"),
-            host_busy=False, load_independent=waited_s is not None)
+            load_independent=waited_s is not None)
     used = seconds(cpu_s) if cpu_s is not None else "?"
     return WallVerdict(Msg(
         f"超时：调用 {wall_s:.0f} 秒（{used} CPU 时间）仍未返回。是否有死循环，或计算量远大于所需？",
         f"Timed out: no result after {wall_s:.0f} s ({used} of CPU time). An endless loop, or far more "
-        "work than needed?"), host_busy=False, load_independent=False)
+        "work than needed?"), load_independent=False)

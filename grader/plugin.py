@@ -262,10 +262,14 @@ RESULT = pytest.StashKey[TestResult]()
 LOAD_MAY_MATTER = pytest.StashKey[bool]()  # the outcome is one a busy host can cause: regrade it alone
 
 
-REGRADED = Msg("（已单独重新评测一次；第一次：{first}）", " (regraded once, alone; the first run: {first})")
+def _regrade_note(first: Msg, alone: bool) -> Msg:
+    if alone:
+        return Msg("（已单独重新评测一次；第一次：" + first.zh + "）", " (regraded once, alone; the first run: " + first.en + ")")
+    return Msg("（已重新评测一次，但其他评测仍在运行；第一次：" + first.zh + "）",
+               " (regraded once, though other gradings were still running; the first run: " + first.en + ")")
+
+
 SAME_OUTCOME = Msg("结果相同", "the same outcome")
-REGRADED_BESIDE = Msg("（已重新评测一次，但其他评测仍在运行；第一次：{first}）",
-                      " (regraded once, though other gradings were still running; the first run: {first})")
 
 
 def _with_regrade(first: TestResult, final: TestResult, alone: bool) -> TestResult:
@@ -273,8 +277,7 @@ def _with_regrade(first: TestResult, final: TestResult, alone: bool) -> TestResu
     first_said = first.message or STATUS_SUMMARY.get(first.status, Msg(first.status.value, first.status.value))
     if first.status == final.status and first.message == final.message:
         first_said = SAME_OUTCOME
-    note = REGRADED if alone else REGRADED_BESIDE
-    suffix = Msg(note.zh.format(first=first_said.zh), note.en.format(first=first_said.en))
+    suffix = _regrade_note(first_said, alone)
     final.message = (final.message + suffix) if final.message is not None else Msg(
         suffix.zh.strip("（）"), suffix.en.strip(" ()"))
     final.regrade = Regrade(first_status=first.status, first_message=first.message, alone=alone)

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from grader.i18n import Msg
 from grader.sandbox import ExitInfo, RunningWorker, Sandbox, WorkerLaunch
 from grader.deadlines import wall_exceeded
-from grader.verdicts import CallTimedOut, CpuLimitExceeded, HostBusy, Status, SubmissionProblem, WorkerDied
+from grader.verdicts import CallTimedOut, CpuLimitExceeded, Status, SubmissionProblem, WorkerDied
 from grader.worker import wire
 
 STARTUP_TIMEOUT_S = 120.0
@@ -218,8 +218,6 @@ class WorkerSession:
             cpu, waited = observed.get("cpu_s"), observed.get("waited_s")
             verdict = wall_exceeded(timeout, cpu if isinstance(cpu, (int, float)) else None,
                                     waited if isinstance(waited, (int, float)) else None)
-            if verdict.host_busy:
-                raise HostBusy(verdict.message) from None
             problem = CallTimedOut(verdict.message, None, verdict.message)
             problem.load_independent = verdict.load_independent
             raise problem from None

@@ -257,23 +257,16 @@ class CpuClock:
 
 
 def run_queue_delay(pid: int) -> float | None:
-    """Seconds the threads of ``pid`` have spent runnable but waiting for a CPU (``schedstat``).
+    """Seconds the main thread of ``pid`` has spent runnable but waiting for a CPU (``schedstat``).
 
-    Tells a busy host (long waits for a CPU) from a call that sleeps or blocks (no CPU, no wait).
-    Threads that already ended are not counted; None where the kernel does not keep the figure.
+    Tells a call starved of CPU from one that sleeps or blocks (no CPU, no wait). None where the
+    kernel does not keep the figure.
     """
-    total = 0
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+        with open(f"/proc/{pid}/schedstat", "rb") as handle:
+            return int(handle.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
         return None
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as handle:
-                total += int(handle.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
 
 
 def _delta(now: float | None, start: float | None) -> float | None:
