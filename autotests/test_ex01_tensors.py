@@ -189,7 +189,8 @@ def test_standardize_speed(student, reference_worker, spec, rng):
     """standardize on a large input is no more than a few times slower than the reference."""
     result = compare_generated_speed(student, reference_worker, "standardize",
                                      [{"randn": spec.param("standardize_speed_shape")}, 0], rng,
-                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"))
+                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
+                                     factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "standardize()")
 
 
@@ -250,6 +251,7 @@ def test_pairwise_speed(student, reference_worker, spec, rng):
     result = compare_generated_speed(student, reference_worker, "pairwise_sq_dists",
                                      [{"randn": [n, d]}, {"randn": [m, d]}], rng,
                                      rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
+                                     factor=spec.param("speed_factor"),
                                      rel_tol=1e-3)
     assert_speed(result, spec.param("speed_factor"), "pairwise_sq_dists")
 
@@ -402,5 +404,6 @@ def test_masked_mean_speed(student, reference_worker, spec, rng):
     b, t, h = spec.param("masked_mean_speed_shape")
     result = compare_generated_speed(student, reference_worker, "masked_mean",
                                      [{"randn": [b, t, h]}, {"rand_bool": [b, t], "p": 0.7}, 1], rng,
-                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"))
+                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
+                                     factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "masked_mean")

@@ -126,9 +126,12 @@ def _assert_float(got: Any, what: str) -> float:
     return float(got)
 
 
-def _assert_caller_x_untouched(res: dict[str, Any], requires_grad: bool) -> None:
-    """The probe's report on the caller's x: same values, same requires_grad, no .grad."""
-    untouched = not res["x_changed"] and res["x_requires_grad"] == requires_grad and res["x_grad_is_none"]
+def _assert_caller_x_untouched(res: dict[str, Any], x: torch.Tensor, requires_grad: bool) -> None:
+    """The caller's x after the call, judged here: the values the grader sent, the same
+    requires_grad (as the wire read it from the tensor's C base), no .grad."""
+    after = res.get("caller_x")
+    untouched = (isinstance(after, torch.Tensor) and after.shape == x.shape and torch.equal(after.detach(), x)
+                 and tensor_facts(after).requires_grad == requires_grad and res.get("caller_x_grad") is None)
     checks.assert_true(untouched, Msg(f"x.requires_grad={requires_grad} 时：", f"With x.requires_grad={requires_grad}: ")
                        + MUTATES_CALLER_X)
 
@@ -422,6 +425,7 @@ def test_fit_line_speed(student, reference_worker, spec, rng):
         lambda seed: student.probe("time_fit_line", n=n, steps=steps, seed=seed),
         lambda seed: reference_worker.probe("time_fit_line", n=n, steps=steps, seed=seed),
         lambda i: _seed(rng), check, rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"),
     )
     assert_speed(result, spec.param("speed_factor"), "fit_line", hint=POINT_LOOP)
 
@@ -551,7 +555,8 @@ def test_swish_speed(student, reference_worker, spec, rng):
 
     result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)),
                            _same_projections("swish()", 1e-4), rounds=spec.param("speed_rounds"),
-                           student_impl=student, reference_impl=reference_worker)
+                           student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "torch.autograd.grad(swish(x), x, grad_output)")
 
 
@@ -640,7 +645,7 @@ def test_nth_derivative_leaves_input_alone(student, spec, rng):
     for requires_grad in (False, True):
         res = _derivative(student, "sin", x, 2, x_requires_grad=requires_grad)
         checks.assert_close(res["value"], _sin_derivative(x, 2), res["what"], atol=spec.param("derivative_atol"))
-        _assert_caller_x_untouched(res, requires_grad)
+        _assert_caller_x_untouched(res, x, requires_grad)
 
 
 # -- T2.5 input_saliency -----------------------------------------------------------------------------------
@@ -680,10 +685,16 @@ def _saliency(student: Any, state: dict[str, torch.Tensor], x: torch.Tensor, tar
     return res
 
 
-def _assert_no_trace(res: dict[str, Any], train: bool, requires_grad: bool) -> None:
-    checks.assert_true(res["param_grads_none"], PARAM_GRADS)
-    _assert_caller_x_untouched(res, requires_grad)
-    checks.assert_true(all(flag == train for flag in res["training"]), MODE_NOT_RESTORED)
+def _assert_no_trace(res: dict[str, Any], state: dict[str, torch.Tensor], x: torch.Tensor, train: bool,
+                     requires_grad: bool) -> None:
+    """What input_saliency left behind, from the data the probe returned: no parameter .grad (one
+    entry per parameter of the state sent), the caller's x untouched, every module in its mode."""
+    grads = res.get("param_grads")
+    checks.assert_true(isinstance(grads, list) and len(grads) == len(state) and all(g is None for g in grads),
+                       PARAM_GRADS)
+    _assert_caller_x_untouched(res, x, requires_grad)
+    modes = res.get("training")
+    checks.assert_true(isinstance(modes, list) and modes and all(flag is train for flag in modes), MODE_NOT_RESTORED)
 
 
 @graded(task="input_saliency", kind="shape", points=1, visibility="public")
@@ -723,7 +734,7 @@ def test_input_saliency_leaves_no_trace(student, rng):
     expected = _mlp_input_gradient(state, x, _one_hot(target, c, x.dtype)).abs()
     for requires_grad in (False, True):
         res = _saliency(student, state, x, target, x_requires_grad=requires_grad)
-        _assert_no_trace(res, train=False, requires_grad=requires_grad)
+        _assert_no_trace(res, state, x, train=False, requires_grad=requires_grad)
         checks.assert_close(res["value"], expected, res["what"], atol=1e-5,
                             mistakes={SUM_LOGITS: _mlp_input_gradient(state, x, torch.ones(b, c)).abs()})
 
@@ -741,7 +752,7 @@ def test_input_saliency_train_mode_dropout(student, rng):
     res = _saliency(student, state, x, target, model="model.train()", train=True, dropout=0.5)
     checks.assert_close(res["value"], expected, res["what"], atol=1e-5,
                         hint=EVAL_MODE if _close(in_eval, expected, rtol=1e-4, atol=1e-5) else None)
-    _assert_no_trace(res, train=True, requires_grad=False)
+    _assert_no_trace(res, state, x, train=True, requires_grad=False)
 
 
 @graded(task="input_saliency", kind="accuracy", points=1, visibility="hidden")
@@ -777,7 +788,8 @@ def test_input_saliency_speed(student, reference_worker, spec, rng):
         same(got, want)
 
     result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)), check,
-                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     # The per-sample hint only when the probe saw more than one forward pass per call.
     assert_speed(result, spec.param("speed_factor"), "input_saliency",
                  hint=PER_SAMPLE_LOOP if max(forwards) > repeats else None)

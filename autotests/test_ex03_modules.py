@@ -783,6 +783,29 @@ def _check_seq_structure(res: dict, sizes: list[int], dropout: float, what: str)
     checks.assert_equal(res["state_keys"], keys, f"{what}.state_dict().keys()", hint=SEQ_NAMES)
 
 
+def _check_dropout_effect(student, rng: torch.Generator, p: float) -> None:
+    """The Dropout children drop: in train mode, with fc1 and fc2 set to identities (and a bias that
+    keeps every ReLU input positive), the output is x + 10 with a fraction ``p`` of entries zeroed
+    and the rest scaled by 1 / (1 - p). Judged on the values, so a module merely named Dropout fails."""
+    d, b = 64, 32
+    eye = torch.eye(d)
+    state = {"fc1.weight": eye, "fc1.bias": torch.full((d,), 10.0), "fc2.weight": eye, "fc2.bias": torch.zeros(d)}
+    x = torch.rand(b, d, generator=rng)
+    what = f"build_sequential([{d}, {d}, {d}], dropout={p}).train()(x)"
+    res = student.probe("sequential_probe", sizes=[d, d, d], dropout=p, state=state, x=x, train=True,
+                        seed=_seed(rng))
+    out = _seq_out(res, what)
+    checks.assert_shape(out, (b, d), what)
+    kept = (x + 10) / (1 - p)
+    zero = out.abs() < 1e-6
+    scaled = (out - kept).abs() <= 1e-4 * kept
+    dropped = float(zero.double().mean())
+    ok = bool((zero | scaled).all()) and abs(dropped - p) <= 6 * (p * (1 - p) / out.numel()) ** 0.5
+    checks.assert_true(ok, Msg(f"{what}：训练模式下应有约 {p:.0%} 的元素被置零、其余乘以 1/(1-p)，实际置零比例 {dropped:.1%}",
+                               f"{what}: in train mode about {p:.0%} of the entries should be zeroed and the rest "
+                               f"scaled by 1/(1-p); {dropped:.1%} were zeroed"), DROPOUT_P)
+
+
 @graded(task="build_sequential", kind="shape", points=1, visibility="public")
 def test_build_sequential_names(student, rng):
     """build_sequential([8, 16, 12, 4]) has children fc1, relu1, dropout1, …, fc3 and keys fc1.weight … fc3.bias."""
@@ -831,6 +854,7 @@ def test_build_sequential_edge_cases(student, rng):
     _check_seq_structure(res, sizes, 0.0, f"build_sequential({sizes}, dropout=0)")
     res = student.probe("sequential_probe", sizes=sizes, dropout=0.25, x=torch.randn(3, sizes[0], generator=rng))
     _check_seq_structure(res, sizes, 0.25, f"build_sequential({sizes}, dropout=0.25)")
+    _check_dropout_effect(student, rng, 0.25)
     res = student.probe("sequential_probe", sizes=sizes, x=torch.randn(3, sizes[0], dtype=torch.float64, generator=rng),
                         dtype=torch.float64)
     checks.assert_dtype(_seq_out(res, "build_sequential(...).double()"), torch.float64,
@@ -985,7 +1009,8 @@ def test_multihead_runs_only_selected_head(student, reference_worker, spec, rng)
 
     result = compare_speed(run(student), run(reference_worker),
                            lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
-                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     # With a small trunk the heads are nearly all of the cost: a slow forward here is the heads.
     assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward", hint=ONLY_SELECTED)
 
@@ -1016,7 +1041,8 @@ def test_multihead_speed(student, reference_worker, spec, rng):
 
     result = compare_speed(run(student), run(reference_worker),
                            lambda i: torch.randn(p["batch"], p["in_dim"], generator=rng), check,
-                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     # "compute only the selected head" only when the other heads were seen running
     assert_speed(result, spec.param("speed_factor"), "MultiHeadNet.forward",
                  hint=ONLY_SELECTED if any(others_ran) else None)

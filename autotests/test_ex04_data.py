@@ -242,7 +242,8 @@ def test_array_dataset_lookup_speed(student, reference_worker, spec, rng):
         checks.assert_equal(got["label_sum"], want["label_sum"], "sum(ds[i][1] for i in lookups)")
 
     result = compare_speed(run(student), run(reference_worker), lambda i: _seed(rng), check,
-                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "ArrayDataset.__getitem__", hint=CONVERT_ONCE)
 
 
@@ -612,7 +613,8 @@ def test_build_vocab_speed(student, reference_worker, spec, rng):
         checks.assert_equal(got["vocab"], want["vocab"], "build_vocab(generated_texts)")
 
     result = compare_speed(run(student), run(reference_worker), lambda i: _seed(rng), check,
-                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "build_vocab", hint=USE_COUNTER)
 
 
@@ -795,7 +797,8 @@ def test_pad_collate_speed(student, reference_worker, spec, rng):
                 "During the timing runs pad_collate's output differed from the reference, so speed was not judged"))
 
     result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)), check,
-                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker)
+                           rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
+                           factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "pad_collate", hint=USE_PAD_SEQUENCE)
 
 

@@ -423,7 +423,8 @@ def test_im2col_speed(student, reference_worker, spec, rng):
     args = [{"randn": p["x"]}, {"randn": p["weight"], "scale": 0.1}, {"randn": [p["weight"][0]]}, p["stride"],
             p["padding"]]
     result = compare_generated_speed(student, reference_worker, "conv2d_im2col", args, rng,
-                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"))
+                                     rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
+                                     factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "conv2d_im2col", hint=UNFOLD)
 
 

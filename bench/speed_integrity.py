@@ -102,7 +102,7 @@ def _spin() -> None:
 
 
 def measure(name: str, source: str, runs: int, sandbox: str, rounds: int | None = None,
-            repeats: int | None = None) -> dict[str, object]:
+            repeats: int | None = None, factor: float | None = None) -> dict[str, object]:
     spec = next(s for s in COURSE.exercises() if s.id == "ex01_tensors")
     b, t, h = spec.param("masked_mean_speed_shape")
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as folder:
@@ -113,6 +113,8 @@ def measure(name: str, source: str, runs: int, sandbox: str, rounds: int | None 
             student, reference = run.student(spec), run.reference_remote(spec)
             generator = torch.Generator().manual_seed(0)
             ratios: list[float] = []
+            wall_ratios: list[float] = []
+            rounds_used: list[int] = []
             wrong = busy = 0
             started = time.monotonic()
             for _ in range(runs):
@@ -120,7 +122,7 @@ def measure(name: str, source: str, runs: int, sandbox: str, rounds: int | None 
                     result = compare_generated_speed(
                         student, reference, "masked_mean", [{"randn": [b, t, h]}, {"rand_bool": [b, t], "p": 0.7}, 1],
                         generator, rounds=rounds or spec.param("speed_rounds"),
-                        repeats=repeats or spec.param("speed_repeats"))
+                        repeats=repeats or spec.param("speed_repeats"), factor=factor)
                 except CheckFailed:
                     wrong += 1
                     continue
@@ -128,10 +130,12 @@ def measure(name: str, source: str, runs: int, sandbox: str, rounds: int | None 
                     busy += 1
                     continue
                 ratios.append(result.median_ratio)
+                rounds_used.append(len(result.ratios))
+                wall_ratios.append(statistics.median(result.wall_ratios))
             elapsed = time.monotonic() - started
         finally:
             run.close()
-    return {"name": name, "ratios": ratios, "wrong": wrong, "busy": busy, "s": elapsed,
+    return {"name": name, "ratios": ratios, "wall_ratios": wall_ratios, "rounds": rounds_used, "wrong": wrong, "busy": busy, "s": elapsed,
             "factor": spec.param("speed_factor")}
 
 
@@ -152,24 +156,30 @@ def main() -> None:
     try:
         print(f"{args.runs} runs per variant, sandbox {args.sandbox}, {args.busy} busy loop(s), "
               f"{os.cpu_count()} CPUs; ratio = median over rounds of student time / reference time")
-        print(f"{'variant':<12} {'min':>6} {'median':>7} {'max':>6}  {'fail@course':>11} {'fail@tight':>10} "
-              f"{'wrong':>5} {'busy':>4} {'s':>6}")
+        print(f"{'variant':<12} {'metric':<7} {'min':>6} {'median':>7} {'max':>6}  {'fail@course':>11} "
+              f"{'fail@tight':>10} {'wrong':>5} {'busy':>4} {'s':>6} {'rounds':>6}")
         for name in args.only:
-            r = measure(name, VARIANTS[name], args.runs, args.sandbox, args.rounds, args.repeats)
-            ratios = r["ratios"]
-            assert isinstance(ratios, list)
-            counted = len(ratios)
-            if ratios:
-                over_course = sum(x > r["factor"] for x in ratios)
-                over_tight = sum(x > args.tight for x in ratios)
-                lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
-                print(f"{name:<12} {lo:6.2f} {mid:7.2f} {hi:6.2f}  {over_course:>5}/{counted:<5} "
-                      f"{over_tight:>4}/{counted:<5} {r['wrong']:>5} {r['busy']:>4} {r['s']:6.0f}")
-            else:
-                print(f"{name:<12} {'-':>6} {'-':>7} {'-':>6}  {'-':>11} {'-':>10} {r['wrong']:>5} {r['busy']:>4} "
-                      f"{r['s']:6.0f}")
-        print(f"course factor {r['factor']:g}x, tight factor {args.tight:g}x; 'wrong': outputs differed from the "
-              "reference's on some repetition (no speed point); 'busy': the host was judged too busy to time")
+            r = measure(name, VARIANTS[name], args.runs, args.sandbox, args.rounds, args.repeats, args.tight)
+            for metric, key in (("verdict", "ratios"), ("wall", "wall_ratios")):
+                ratios = r[key]
+                assert isinstance(ratios, list)
+                counted = len(ratios)
+                if ratios:
+                    over_course = sum(x > r["factor"] for x in ratios)
+                    over_tight = sum(x > args.tight for x in ratios)
+                    lo, mid, hi = min(ratios), statistics.median(ratios), max(ratios)
+                    print(f"{name:<12} {metric:<7} {lo:6.2f} {mid:7.2f} {hi:6.2f}  {over_course:>5}/{counted:<5} "
+                          f"{over_tight:>4}/{counted:<5} {r['wrong']:>5} {r['busy']:>4} {r['s']:6.0f} "
+                          f"{statistics.median(r['rounds']):6.0f}", flush=True)
+                else:
+                    print(f"{name:<12} {metric:<7} {'-':>6} {'-':>7} {'-':>6}  {'-':>11} {'-':>10} {r['wrong']:>5} "
+                          f"{r['busy']:>4} {r['s']:6.0f}", flush=True)
+        print(f"course factor {r['factor']:g}x, tight factor {args.tight:g}x (the comparison measures on near it: "
+              "'rounds' is the median number of rounds a comparison took); 'verdict': the ratio the speed tests "
+              "judge (CPU time of the process that ran the code, or its wall time where it waited: "
+              "grader/timing.py work_s); 'wall': wall-clock time of the same rounds, side by side; 'wrong': outputs "
+              "differed from the reference's on some repetition (no speed point); 'busy': the host was judged "
+              "too busy to time")
     finally:
         for spinner in spinners:
             spinner.terminate()

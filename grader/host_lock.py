@@ -54,15 +54,19 @@ class HostLock:
             yield
             return
         with self._open(self.gate_path) as gate, self._open(self.path) as main:
-            fcntl.flock(gate, fcntl.LOCK_SH)  # waits while a regrade has the gate closed
+            # Waits while a regrade has the gate closed. Every wait is bounded: a process that holds
+            # a lock and never lets go (a stopped one, say) delays gradings but cannot stop them.
+            gated = _flock_within(gate, fcntl.LOCK_SH, ALONE_WAIT_S)
             try:
-                fcntl.flock(main, fcntl.LOCK_SH)
+                held = _flock_within(main, fcntl.LOCK_SH, ALONE_WAIT_S)
             finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+                if gated:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
             try:
                 yield
             finally:
-                fcntl.flock(main, fcntl.LOCK_UN)
+                if held:
+                    fcntl.flock(main, fcntl.LOCK_UN)
 
     @contextlib.contextmanager
     def alone(self, wait_s: float = ALONE_WAIT_S) -> Iterator[bool]:
@@ -72,16 +76,17 @@ class HostLock:
             yield False
             return
         with self._open(self.gate_path) as gate, self._open(self.path) as main:
-            fcntl.flock(gate, fcntl.LOCK_EX)
+            gated = _flock_within(gate, fcntl.LOCK_EX, wait_s)
             try:
-                alone = _flock_within(main, fcntl.LOCK_EX, wait_s)
+                alone = gated and _flock_within(main, fcntl.LOCK_EX, wait_s)
                 try:
                     yield alone
                 finally:
                     if alone:
                         fcntl.flock(main, fcntl.LOCK_UN)
             finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)
+                if gated:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 def _flock_within(handle: IO[bytes], mode: int, wait_s: float) -> bool:

@@ -120,13 +120,13 @@ class RemoteImplementation(Implementation):
         """CPU seconds the reference needs for the same request on this host, or None if unknown."""
         if self.reference is None:
             return None
+        self.reference.session.last_cost = None
         try:
             self.reference.session.request({**request, "exercise": self.exercise,
                                             "cpu_limit_s": self.rule.test_cpu_s},
                                            self.rule.wall_limit(self.rule.test_cpu_s))
-        except Exception:  # noqa: BLE001 - a request the reference cannot replay (state of the student's)
-            cost = self.reference.session.last_cost
-            return None if not isinstance(cost, dict) else _cpu(cost)
+        except Exception:  # noqa: BLE001 - a request the reference cannot replay: no figure to scale by
+            return None
         return _cpu(self.reference.session.last_cost)
 
     def generate(self, args: list[Any], seed: int, repeats: int) -> Any:

@@ -254,22 +254,32 @@ def run_nth_derivative(impl: ModuleType, f: str, x: torch.Tensor, n: int,
                        x_requires_grad: bool = False) -> dict[str, Any]:
     """Call ``nth_derivative(FUNCTIONS[f], x, n)`` and report what happened to the caller's ``x``.
 
-    What it trusts: the derivative, compared with closed forms the grader computes (zeros once it no
-    longer depends on x); warnings only choose a hint. ``x_changed``, ``x_requires_grad`` and
-    ``x_grad_is_none`` are read next to student code and fail a test on their own: undoing the change
-    to x is the fix, but patching ``torch.equal`` or ``Tensor`` attributes would fake them too.
+    What it trusts: nothing it decides itself. The derivative is compared with closed forms the
+    grader computes (zeros once it no longer depends on x); warnings only choose a hint. The caller's
+    ``x`` after the call travels as data (see ``_caller_x``): the grader compares its values with the
+    ``x`` it sent and reads ``requires_grad`` and ``.grad`` as the wire took them from the C base class.
     """
     x = x.detach().clone()
     if x_requires_grad:
         x.requires_grad_(True)
-    before = x.detach().clone()
     res = _observe(lambda: impl.nth_derivative(FUNCTIONS[f], x, n))
-    res.update(
-        x_changed=not torch.equal(x.detach(), before),
-        x_requires_grad=bool(x.requires_grad),
-        x_grad_is_none=x.grad is None,
-    )
+    res.update(_caller_x(x))
     return res
+
+
+# Read through torch's C base class and ``object``, immutable types: patching ``torch.Tensor`` or
+# ``nn.Module`` does not change what these return. Taken before any student module is imported.
+_tensor_grad = torch._C.TensorBase.grad.__get__
+_module_dict = object.__getattribute__
+_module_modules = nn.Module.modules
+_module_parameters = nn.Module.parameters
+
+
+def _caller_x(x: torch.Tensor) -> dict[str, Any]:
+    """The caller's ``x`` after the call, as data: the tensor itself (its values, and
+    ``requires_grad`` as the wire reads it from the C base class) and its ``.grad``. The grader
+    compares the values with the ``x`` it sent."""
+    return {"caller_x": x, "caller_x_grad": _tensor_grad(x)}
 
 
 # -- T2.5 input_saliency ------------------------------------------------------------------------------
@@ -297,24 +307,25 @@ def run_saliency(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tens
     Reports the result and what the call left behind: parameter ``.grad``s, the modules'
     ``training`` flags, and the caller's ``x`` (its values, ``requires_grad`` and ``.grad``).
 
-    What it trusts: the saliency, compared with |∂logit_target/∂x| computed in the grader from the
-    state it sent (train mode with dropout gives random values unless the call switches to eval). The
-    "no trace" flags are read next to student code and fail tests on their own: restoring the state is
-    the fix, but patching ``Tensor``/``nn.Module`` attributes would fake them too.
+    What it trusts: nothing it decides itself. The saliency is compared with |∂logit_target/∂x|
+    computed in the grader from the state it sent (train mode with dropout gives random values unless
+    the call switches to eval). What the call left behind travels as data, read through immutable
+    types (``TensorBase``, ``object``) with functions taken before student code was imported: each
+    parameter's ``.grad`` (the grader checks there are as many as the state has, all None), each
+    module's own ``training`` entry (the mode is that flag: setting it back is restoring the mode),
+    and the caller's ``x`` (compared with the ``x`` the grader sent).
     """
     model = build_model(state, dropout)
     model.train(train)
+    modules, params = list(_module_modules(model)), list(_module_parameters(model))  # before the call
     x = x.detach().clone()
     if x_requires_grad:
         x.requires_grad_(True)
-    before = x.detach().clone()
     res = _observe(lambda: impl.input_saliency(model, x, target))
     res.update(
-        param_grads_none=all(p.grad is None for p in model.parameters()),
-        training=[m.training for m in model.modules()],
-        x_changed=not torch.equal(x.detach(), before),
-        x_requires_grad=bool(x.requires_grad),
-        x_grad_is_none=x.grad is None,
+        param_grads=[_tensor_grad(p) for p in params],
+        training=[_module_dict(m, "__dict__").get("training") for m in modules],
+        **_caller_x(x),
     )
     return res
 

@@ -255,8 +255,10 @@ def sequential_probe(impl: ModuleType, sizes: list[int], x: torch.Tensor, dropou
 
     What it trusts: the output and gradients, compared with the network the grader computes from the
     state it sent (or with the reference's output for the reference's state). Children, type names,
-    ``p`` and keys are the model's own answers about its structure; a class merely named ``Dropout``
-    would pass them, as no test looks at dropout's effect in train mode.
+    ``p`` and keys are the model's own answers about its structure and name the mistake; that the
+    Dropout children drop is judged on values (a train-mode forward through identity layers, where
+    the output shows which entries were zeroed and how the rest were scaled), so a class merely
+    named ``Dropout`` fails it.
     """
     torch.manual_seed(seed)
     model = impl.build_sequential(list(sizes)) if dropout is None else impl.build_sequential(list(sizes), dropout)

@@ -194,3 +194,16 @@ def test_alone_gives_up_waiting_rather_than_stall(tmp_path: Path) -> None:
     with HostLock(path).alone(wait_s=0.3) as alone:
         assert alone is False
     other.join(10)
+
+
+def test_speed_counts_cpu_time_unless_the_request_waited() -> None:
+    """CPU time of the process that ran the code is what a speed ratio compares; a request that
+    waited (for work handed to a process of its own, which its CPU clock does not count) is
+    judged on its wall time, so handing work away hides nothing."""
+    from grader.timing import work_s
+
+    assert work_s({"by": "zygote", "cpu_s": 0.010, "wall_s": 0.011}) == 0.010
+    assert work_s({"by": "zygote", "cpu_s": 0.001, "wall_s": 0.050}) == 0.050  # it waited: wall time counts
+    assert work_s({"by": "zygote", "cpu_s": None, "wall_s": 0.050}) == 0.050
+    with pytest.raises(ValueError):
+        work_s({"cpu_s": 0.01, "wall_s": 0.01})  # not measured by a zygote: never used
