@@ -96,9 +96,11 @@ def grade(name: str, files: dict[str, str], folder: Path, index: int, keyword: s
     if not report_path.exists():
         return {"name": name, "error": proc.stderr[-2000:], "s": elapsed}
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    tests = [t for e in report["exercises"] for t in e["tests"]]
+    graded = [e for e in report["exercises"] if e["id"] in files]  # the rest were not handed in
+    tests = [t for e in graded for t in e["tests"]]
     return {
-        "name": name, "s": elapsed, "score": report["score"], "max_score": report["max_score"],
+        "name": name, "s": elapsed, "score": sum(e["score"] for e in graded),
+        "max_score": sum(e["max_score"] for e in graded),
         "lost": [(t["name"], t["status"], (t["message"] or {}).get("en", "")[:200]) for t in tests
                  if t["score"] < t["max_score"]],
         "regraded": [(t["name"], t["regrade"]["first_status"], t["status"], t["regrade"]["alone"]) for t in tests

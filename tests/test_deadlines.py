@@ -158,12 +158,18 @@ def _hold_shared(path: str, seconds: float, ready: multiprocessing.Event) -> Non
         time.sleep(seconds)
 
 
-def test_alone_waits_for_tests_in_flight_and_holds_new_ones(tmp_path: Path) -> None:
-    path = tmp_path / "host.lock"
+def _another_grading_holds(path: Path, seconds: float) -> multiprocessing.Process:
+    """Another process running a test (holding the lock shared) for ``seconds``; returns once it holds."""
     ready = multiprocessing.Event()
-    other = multiprocessing.Process(target=_hold_shared, args=(str(path), 1.0, ready))
+    other = multiprocessing.Process(target=_hold_shared, args=(str(path), seconds, ready))
     other.start()
     ready.wait(10)
+    return other
+
+
+def test_alone_waits_for_tests_in_flight_and_holds_new_ones(tmp_path: Path) -> None:
+    path = tmp_path / "host.lock"
+    other = _another_grading_holds(path, 1.0)
     lock = HostLock(path)
     with lock.shared():  # shared holders run side by side
         pass
@@ -171,6 +177,7 @@ def test_alone_waits_for_tests_in_flight_and_holds_new_ones(tmp_path: Path) -> N
     entered: list[float] = []
     with lock.alone() as alone:
         assert alone and time.monotonic() - started >= 0.8  # waited for the other grading's test
+
         def enter() -> None:
             with lock.shared():
                 entered.append(time.monotonic())
@@ -187,10 +194,7 @@ def test_alone_waits_for_tests_in_flight_and_holds_new_ones(tmp_path: Path) -> N
 
 def test_alone_gives_up_waiting_rather_than_stall(tmp_path: Path) -> None:
     path = tmp_path / "host.lock"
-    ready = multiprocessing.Event()
-    other = multiprocessing.Process(target=_hold_shared, args=(str(path), 3.0, ready))
-    other.start()
-    ready.wait(10)
+    other = _another_grading_holds(path, 3.0)
     with HostLock(path).alone(wait_s=0.3) as alone:
         assert alone is False
     other.join(10)
