@@ -170,8 +170,10 @@ def reference_worker(request: pytest.FixtureRequest, spec: ExerciseSpec) -> Remo
 
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> torch.Generator:
-    """A generator seeded from the run's secret salt and the test's id."""
-    return grading_run(request.config).generator(request.node.nodeid)
+    """A generator seeded from the run's secret salt and the test's id (and, for a regrade, the
+    attempt: a regrade gets inputs of its own, so nothing remembered from the first run helps)."""
+    attempt = request.node.stash.get(ATTEMPT, 1)
+    return grading_run(request.config).generator(request.node.nodeid + (f"#attempt{attempt}" if attempt > 1 else ""))
 
 
 # -- outcomes ------------------------------------------------------------------------------------
@@ -259,6 +261,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 RESULT = pytest.StashKey[TestResult]()
+ATTEMPT = pytest.StashKey[int]()
 LOAD_MAY_MATTER = pytest.StashKey[bool]()  # the outcome is one a busy host can cause: regrade it alone
 
 
@@ -301,6 +304,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     first = item.stash.get(RESULT, None)
     final = first
     if first is not None and item.stash.get(LOAD_MAY_MATTER, False):
+        item.stash[ATTEMPT] = 2  # fresh inputs: results remembered from the first run are no help
         with run.host_lock.alone() as alone:
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
         second = item.stash.get(RESULT, None)
