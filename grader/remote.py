@@ -311,6 +311,8 @@ class WorkerSession:
         error = reply.get("error") or {}
         if error.get("kind") == "grader":  # the worker's own part failed (e.g. a timed test's inputs do not fit)
             raise RuntimeError(f"the worker could not {error.get('phase', 'serve')} the request: {error.get('message')}")
+        if error.get("kind") == "cpu_limit":
+            channel.loaded.clear()  # the zygote ended the child: the next call imports the module afresh
         if error.get("kind") == "died":
             channel.loaded.clear()  # the zygote forks a fresh child (and import) for the next call
             oom = error.get("signal") == 9 and bool(getattr(channel.worker, "oom_killed", False))
