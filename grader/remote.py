@@ -215,6 +215,9 @@ class WorkerSession:
             if during is not CALL:
                 raise CallTimedOut(Msg(f"超时：{during.zh}超过 {timeout:.0f} 秒仍未完成",
                                        f"Timed out: {during.en} did not finish in {timeout:.0f} s")) from None
+            short = _short_of_memory(observed, self.launch.limits.memory_bytes, during)
+            if short is not None:
+                raise short from None
             cpu, waited = observed.get("cpu_s"), observed.get("waited_s")
             verdict = wall_exceeded(timeout, cpu if isinstance(cpu, (int, float)) else None,
                                     waited if isinstance(waited, (int, float)) else None)
@@ -313,6 +316,9 @@ class WorkerSession:
             raise RuntimeError(f"the worker could not {error.get('phase', 'serve')} the request: {error.get('message')}")
         if error.get("kind") == "cpu_limit":
             channel.loaded.clear()  # the zygote ended the child: the next call imports the module afresh
+            short = _short_of_memory(error, self.launch.limits.memory_bytes, during)
+            if short is not None:
+                raise short
         if error.get("kind") == "died":
             channel.loaded.clear()  # the zygote forks a fresh child (and import) for the next call
             oom = error.get("signal") == 9 and bool(getattr(channel.worker, "oom_killed", False))
@@ -347,6 +353,26 @@ def _exit_description(exit_info: ExitInfo | None) -> Msg:
             return Msg(f"信号 {exit_info.signal}", f"signal {exit_info.signal}")
         return Msg(name, name)
     return Msg(f"退出码 {exit_info.code}", f"exit code {exit_info.code}")
+
+
+MEMORY_NEAR_CAP = 0.8  # a stopped call that held this share of the memory cap was short of memory
+
+
+def _short_of_memory(observed: dict[str, Any], memory_bytes: int, during: Msg) -> SubmissionProblem | None:
+    """An out-of-memory verdict for a call stopped at a deadline while it held nearly all the memory
+    cap: near the cap the kernel evicts and re-reads pages, the work crawls, and the CPU or wall
+    limit ends it before the memory cap does. Saying "too slow" would name the wrong cause."""
+    peak = observed.get("peak_rss_bytes")
+    if not isinstance(peak, int) or peak < MEMORY_NEAR_CAP * memory_bytes:
+        return None
+    held, cap = peak / 1024**3, memory_bytes / 1024**3
+    return SubmissionProblem(Msg(
+        f"内存不足：{during.zh}在时间上限处被终止，当时工作进程占用了 {held:.1f} GiB 内存（上限 {cap:.1f} GiB）；"
+        "接近上限时运算会慢到几乎停滞。请减小张量或批大小（也检查是否有死循环）。",
+        f"Out of memory: {during.en} was stopped at its time limit while the worker held {held:.1f} GiB of its "
+        f"{cap:.1f} GiB memory limit; near that limit the work slows to a crawl. Use smaller tensors or batches "
+        "(and check for an endless loop).",
+    ), Status.OUT_OF_MEMORY)
 
 
 def _death_problem(exit_info: ExitInfo | None, during: Msg) -> SubmissionProblem:

@@ -18,17 +18,19 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
+from grader.deadlines import DeadlineRule  # noqa: E402
+from grader.implementations import RemoteImplementation  # noqa: E402
 from grader.remote import OutputCapture, WorkerSession  # noqa: E402
 from grader.sandbox import Limits, WorkerLaunch  # noqa: E402
 from grader.sandbox import docker as backend  # noqa: E402
 from grader.sandbox.image import find_runner_image, runner_tag  # noqa: E402
-from grader.verdicts import Status, SubmissionProblem  # noqa: E402
+from grader.verdicts import CpuLimitExceeded, Status, SubmissionProblem  # noqa: E402
 from grader.worker import wire  # noqa: E402
 
 REQUIRE = os.environ.get("GRADER_REQUIRE_DOCKER") == "1"
 
 PROBE = r'''
-import ctypes, errno, os, signal, socket, sys, torch
+import ctypes, errno, os, signal, socket, sys, time, torch
 print("imported")
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -46,6 +48,12 @@ def die(): os._exit(3)
 def segv(): os.kill(os.getpid(), signal.SIGSEGV)
 def big(): return torch.empty(50 * 1024**3, dtype=torch.uint8)
 def fill(n): return int(torch.ones(n, dtype=torch.uint8).sum())
+def hold_and_spin(n):
+    block = torch.ones(n, dtype=torch.uint8)
+    end = time.process_time() + 60
+    while time.process_time() < end:
+        pass
+    return int(block[0])
 def flood():
     while True: print("x" * 1000)
 def kill_worker(): os.kill(os.getppid(), signal.SIGKILL)
@@ -395,6 +403,24 @@ def test_memory_limit_kills_and_is_reported(engine, folder: Path) -> None:
             assert found.status in (Status.CRASHED, Status.OUT_OF_MEMORY), found.message.en
             assert "SIGKILL" in found.message.en or found.status == Status.OUT_OF_MEMORY
             assert worker.oom_killed  # the engine saw the memory cap kill a process in the container
+        finally:
+            s.close()
+
+
+def test_a_call_stopped_near_the_memory_cap_is_named_out_of_memory(engine, folder: Path) -> None:
+    """Near the cgroup's cap the kernel evicts and re-reads pages and work crawls until a time limit
+    ends it: the verdict names memory, the cause, with the figures the zygote read (VmHWM)."""
+    limits = Limits(memory_bytes=2 * 1024**3)
+    with backend.DockerSandbox(client=engine, limits=limits) as box:
+        s = WorkerSession(box, WorkerLaunch(folder, limits), OutputCapture())
+        impl = RemoteImplementation(s, "ex01_probe", DeadlineRule(cpu_floor_s=1.0, wall_floor_s=60))
+        try:
+            with pytest.raises(CpuLimitExceeded):  # little memory held: the CPU limit is the cause
+                impl.call("hold_and_spin", 300 * 1024**2)
+            with pytest.raises(SubmissionProblem) as info:
+                impl.call("hold_and_spin", int(1.4 * 1024**3))
+            assert info.value.status == Status.OUT_OF_MEMORY, info.value.message.en
+            assert "of its 2.0 GiB memory limit" in info.value.message.en
         finally:
             s.close()
 

@@ -163,10 +163,11 @@ class Zygote:
                 if used is not None and used > cpu_limit_s:  # type: ignore[operator]
                     wall = time.perf_counter() - wall_start
                     waited = _delta(run_queue_delay(child.pid), delay_start)
+                    peak = peak_rss_bytes(child.pid)
                     self._end(exercise)
                     self._error(request_id, "cpu_limit", f"used {used:.1f} s of CPU time (the limit was "
                                 f"{cpu_limit_s:.1f} s)", cpu_s=used, wall_s=wall, waited_s=waited,
-                                cpu_limit_s=cpu_limit_s)
+                                cpu_limit_s=cpu_limit_s, peak_rss_bytes=peak)
                     return True
                 continue
             if child.from_child in ready:
@@ -195,7 +196,8 @@ class Zygote:
             _, control = wire.read_raw_frame(self.requests_fd)
             if control.get("op") in ("abort", "shutdown"):
                 cost = {"cpu_s": _used(clock, cpu_start), "wall_s": time.perf_counter() - wall_start,
-                        "waited_s": _delta(run_queue_delay(child.pid), delay_start)}
+                        "waited_s": _delta(run_queue_delay(child.pid), delay_start),
+                        "peak_rss_bytes": peak_rss_bytes(child.pid)}
                 self._end(exercise)
                 self._error(request_id, "aborted", "stopped at the grader's deadline", **cost)
                 if control.get("op") == "shutdown":
@@ -267,6 +269,22 @@ def run_queue_delay(pid: int) -> float | None:
             return int(handle.read().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return None
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """The most resident memory ``pid`` has held (``VmHWM``), or None where the kernel does not say.
+
+    A call stopped at its deadline while holding nearly all the memory cap was short of memory,
+    not of time: near the cap the kernel evicts and re-reads pages and the work crawls.
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
 
 
 def _delta(now: float | None, start: float | None) -> float | None:
