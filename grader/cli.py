@@ -139,6 +139,90 @@ def run(
                        "(see not_run in report.json)"), HOST_FAULT_EXIT, language)
 
 
+def _default_jobs() -> int:
+    """Two graders per three cores, at least one: each submission keeps a worker of its own and the
+    reference's busy, and speed tests want a core that is not fought over."""
+    import os
+
+    return max(1, (os.cpu_count() or 2) * 2 // 3)
+
+
+@app.command()
+def batch(
+    inputs: list[Path] = typer.Argument(..., help="folders of submissions (zips, a folder per student, a Moodle "
+                                                   "or Canvas download), zips, or a CSV of student,file"),
+    out: Path = typer.Option(..., "--out", help="output folder: reports, grades.csv, batch.json (resumable)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="submissions graded at once (default: 2 per 3 cores)"),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="'all' or ids like '0,1': one job per GPU"),
+    executor: str = typer.Option("local", "--executor", help="local (this host) or ray (a Ray cluster)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local cluster)"),
+    sandbox: str = typer.Option("auto", "--sandbox", help="auto, docker, bwrap or process (no isolation)"),
+    lang: str = typer.Option("en", "--lang", help="en or zh: the language of feedback.txt"),
+    audience: str = typer.Option("student", "--audience", help="what feedback.txt shows: student or instructor"),
+    force: bool = typer.Option(False, "--force", help="grade again what this folder already graded"),
+    seed_id: Optional[str] = typer.Option(None, "--seed-id", help="the batch's seed secret (default: the "
+                                                                   "folder's own, made on first use)"),
+    keyword: str = typer.Option("", "-k", help="only tests matching this pytest -k expression"),
+    course_dir: Optional[Path] = COURSE_OPTION,
+) -> None:
+    """Grade a whole class: one sandbox per submission, N at once, resumable; grades.csv at the end."""
+    from grader.batch.inputs import BatchInputError, discover
+    from grader.batch.job import Settings
+    from grader.batch.progress import BatchProgress
+    from grader.batch.runner import BatchStopped, run_batch
+    from grader.manifest import ManifestMismatch
+
+    language = _lang(lang)
+    viewer = _audience(audience)
+    if executor not in ("local", "ray"):
+        raise fail("--executor: use local or ray")
+    course = _course(course_dir, language)
+    try:
+        items = discover(inputs, out / ".packed")
+    except BatchInputError as bad:
+        raise fail(str(bad)) from None
+    if not items:
+        raise fail(f"no submission found in {', '.join(map(str, inputs))}")
+    gpu_list = _gpu_list(gpus)
+    try:
+        backend = resolve_auto() if sandbox == "auto" else sandbox
+    except SandboxUnavailable as unavailable:
+        raise host_fault(HostFault(str(unavailable)), language) from None
+    workers = jobs if jobs and jobs > 0 else _default_jobs()
+    settings = Settings(course_root=str(course.root), sandbox=backend, lang=language, keyword=keyword,
+                        audience=viewer)
+    console.print(f"batch: {len(items)} submissions, {course.describe()}, {backend} sandbox, {executor} executor",
+                  highlight=False, soft_wrap=True)
+    display = BatchProgress(console)
+    try:
+        with display:
+            summary = run_batch(items, course, out, settings=settings, workers=workers, gpus=gpu_list,
+                                executor=executor, address=address, secret=seed_id, force=force,
+                                progress=display.callbacks())
+    except KeyboardInterrupt:
+        raise fail(f"stopped; run the same command again to grade the rest ({out})", 130) from None
+    except BatchStopped as stopped:
+        raise host_fault(HostFault(f"{stopped}; fix the host and run the same command again to grade the rest"),
+                         language) from None
+    except ManifestMismatch as changed:
+        raise host_fault(HostFault(str(changed)), language) from None
+    console.print(display.final_line(summary), highlight=False, soft_wrap=True)
+    console.print(f"grades: {out / 'grades.csv'}  summary: {out / 'batch.json'}", highlight=False, soft_wrap=True)
+
+
+def _gpu_list(gpus: Optional[str]) -> list[str] | None:
+    if not gpus:
+        return None
+    if gpus == "all":
+        from gpu_runner.devices import discover_gpus
+
+        found = [device.slot for device in discover_gpus()]
+        if not found:
+            raise fail("--gpus all: no GPU found on this host (nvidia-smi and torch see none)")
+        return found
+    return [part.strip() for part in gpus.split(",") if part.strip()]
+
+
 @app.command()
 def check(
     exercise: Optional[str] = typer.Argument(None, help="e.g. ex01 (default: all)"),

@@ -21,6 +21,7 @@ from grader.ingest import ArchiveRejected, Submission, extract_submission
 from grader.plugin import RUN_PLUGIN_NAME
 from grader.report import ExerciseResult, Report, TestResult, msg_json, now_iso
 from grader.manifest import Manifest, ManifestMismatch, course_manifest, sha256_file
+from grader.remote import WorkerSession
 from grader.sandbox import Limits, SandboxUnavailable
 from grader.selftest import check_host
 from grader.verdicts import HostFault, Status
@@ -165,11 +166,13 @@ def grade_submission(
     gpus: str | None = None,
     student: str | None = None,
     on_result: Callable[[TestResult], None] | None = None,
+    shared_reference: WorkerSession | None = None,
 ) -> Report:
     """Grade one submission zip with every autotest (public and hidden) of the course.
 
     A refused archive gives a report with ``status: refused`` (not an exception); a fault of the
-    host raises :class:`HostFault` before anyone is graded.
+    host raises :class:`HostFault` before anyone is graded. ``shared_reference``: a reference
+    worker kept across submissions (a batch); it stays open.
     """
     started, started_at = time.monotonic(), now_iso()
     try:
@@ -196,13 +199,15 @@ def grade_submission(
             on_result=on_result,
             print_summary=False,
             intake_problems=dict(submission.problems),
+            shared_reference=shared_reference,
         )
         try:
             try:
                 check_host(run)  # starts the sandbox and both workers: no student is graded on a broken host
             except SandboxUnavailable as unavailable:
                 raise HostFault(str(unavailable)) from None
-            run_autotests(run, keyword=keyword)
+            if run_autotests(run, keyword=keyword) == pytest.ExitCode.INTERRUPTED:
+                raise KeyboardInterrupt  # stopped part way: a partial report must not pass for a grade
             if not run.results:
                 raise NothingSelected(Msg(f"没有测试匹配 -k {keyword!r}", f"no test matches -k {keyword!r}") if keyword
                                       else Msg("该课程没有测试", "the course has no tests"))
