@@ -111,3 +111,72 @@ def load_variants(kind: str) -> list[Variant]:
                 message=entry.get("message", ""),
             ))
     return variants
+
+
+# -- what a test leaves running: only this test session's, never another grader's on the host ---------
+def _proc_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, start time in clock ticks, command line) of every process we can read."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        table[int(entry)] = (int(fields[1]), int(fields[19]), cmdline)
+    return table
+
+
+def descendants(pid: int, table: dict[int, tuple[int, int, str]] | None = None) -> set[int]:
+    table = table if table is not None else _proc_table()
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, (parent, _, _) in table.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def process_start_ticks() -> int:
+    """Now, in the clock ticks of /proc/<pid>/stat's start time (ticks since boot)."""
+    with open("/proc/uptime") as handle:
+        return int(float(handle.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
+def leftover_processes(since_ticks: int, needles: tuple[str, ...] = ("grader_worker",)) -> list[str]:
+    """Processes this test session left running: those matching ``needles`` that descend from this
+    process, or that lost their grader (reparented up to init) and started after ``since_ticks``.
+    Another grader's workers on the host are neither, so they never fail our checks; container
+    processes are left to :func:`leftover_containers`."""
+    table = _proc_table()
+    ours = descendants(os.getpid(), table)
+    return [f"{pid} {cmd}" for pid, (_, start, cmd) in table.items()
+            if pid != os.getpid() and any(n in cmd for n in needles)
+            and (pid in ours or (start >= since_ticks and _lost_its_grader(pid, table)))]
+
+
+def _lost_its_grader(pid: int, table: dict[int, tuple[int, int, str]]) -> bool:
+    parent = table.get(pid, (0, 0, ""))[0]
+    while parent in table and parent > 1:
+        command = table[parent][2]
+        if "containerd-shim" in command or ("python" in command and "grader_worker" not in command):
+            return False  # in a container, or a grader (some test run's, or another's) still holds it
+        parent = table[parent][0]
+    return True
+
+
+def leftover_containers() -> list[str]:
+    """Worker containers of this test session (labelled with this process as their owner)."""
+    try:
+        import docker
+
+        from grader.sandbox.docker import OWNER_LABEL, owner_token
+
+        client = docker.from_env(timeout=10)
+        return [c.name for c in client.containers.list(
+            all=True, filters={"label": f"{OWNER_LABEL}={owner_token()}"})]
+    except Exception:  # noqa: BLE001 - no engine: nothing can be left
+        return []

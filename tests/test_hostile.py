@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from support import COURSE, ROOT, require_backend, write_zip
+from support import COURSE, ROOT, leftover_containers, leftover_processes, process_start_ticks, require_backend, write_zip
 
 from grader.pipeline import grade_submission
 from grader.report import Report, validate_report
@@ -406,21 +406,6 @@ def _host_traces() -> set[str]:
     return found
 
 
-def _leftover_processes() -> list[str]:
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in ps.splitlines() if "grader_worker" in line or "sleep 9871" in line]
-
-
-def _leftover_containers() -> list[str]:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=10)
-        return [c.name for c in client.containers.list(all=True, filters={"label": "torch-grader=worker"})]
-    except Exception:  # noqa: BLE001 - no engine: nothing can be left
-        return []
-
-
 def _grade(zip_path: Path, backend: str, keyword: str) -> tuple[Report, float]:
     started = time.monotonic()
     report = grade_submission(zip_path, COURSE, sandbox=backend, keyword=keyword)
@@ -435,6 +420,7 @@ def test_hostile_submission(case_name: str, backend: str, tmp_path: Path, listen
     torch_init = Path(__import__("torch").__file__)
     torch_mtime = torch_init.stat().st_mtime_ns
     before = _host_traces()
+    started_ticks = process_start_ticks()
     if case.archive is not None:
         zip_path = case.archive(tmp_path)
     else:
@@ -470,8 +456,8 @@ def test_hostile_submission(case_name: str, backend: str, tmp_path: Path, listen
     assert MARKER not in ex01.output
 
     time.sleep(0.5)
-    assert _leftover_processes() == []
-    assert _leftover_containers() == []
+    assert leftover_processes(started_ticks, ("grader_worker", "sleep 9871")) == []
+    assert leftover_containers() == []
     assert _host_traces() == before, "the submission wrote outside the sandbox"
     assert torch_init.stat().st_mtime_ns == torch_mtime
     assert not (ROOT / "grader-out" / f"{MARKER}.json").exists()
