@@ -55,6 +55,7 @@ class GradingRun:
     # trusted code, so one can serve many submissions; this run uses it and leaves it open.
     shared_reference: WorkerSession | None = None
     host_lock: HostLock = field(default_factory=HostLock)  # shared per test; alone for a regrade
+    host_fault: str | None = None  # set when the host broke mid-run: the run ends, nobody is scored
     _sandbox: Sandbox | None = None
     _session: WorkerSession | None = None
     _reference_session: WorkerSession | None = None

@@ -206,7 +206,10 @@ def grade_submission(
                 check_host(run)  # starts the sandbox and both workers: no student is graded on a broken host
             except SandboxUnavailable as unavailable:
                 raise HostFault(str(unavailable)) from None
-            if run_autotests(run, keyword=keyword) == pytest.ExitCode.INTERRUPTED:
+            code = run_autotests(run, keyword=keyword)
+            if run.host_fault is not None:
+                raise HostFault(run.host_fault)  # the submission is graded again once the host is fixed
+            if code == pytest.ExitCode.INTERRUPTED:
                 raise KeyboardInterrupt  # stopped part way: a partial report must not pass for a grade
             if not run.results:
                 raise NothingSelected(Msg(f"没有测试匹配 -k {keyword!r}", f"no test matches -k {keyword!r}") if keyword

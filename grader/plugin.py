@@ -23,7 +23,8 @@ from grader.grading import GradingRun
 from grader.i18n import Msg
 from grader.implementations import LocalImplementation, RemoteImplementation
 from grader.report import Regrade, TestResult
-from grader.verdicts import CheckFailed, HostBusy, Status, SubmissionProblem
+from grader.sandbox import SandboxUnavailable
+from grader.verdicts import CheckFailed, HostBusy, HostFault, Status, SubmissionProblem
 
 KINDS = ("shape", "gradient", "accuracy", "speed")
 VISIBILITIES = ("public", "hidden")
@@ -201,6 +202,8 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Statu
         return Status.NOT_RUN, Msg(f"未在此评测主机上运行（原因：`{exc.msg}`）", f"Not run on this grading host: {exc.msg}"), None
     if isinstance(exc, HostBusy):  # the machine, not the submission: not scored, and said so
         return Status.NOT_RUN, exc.message, None
+    if isinstance(exc, (HostFault, SandboxUnavailable)):  # the host broke: nothing more is graded
+        return Status.NOT_RUN, Msg(f"评测主机故障（不是你的问题）：{exc}", f"The grading host failed (not your doing): {exc}"), None
     if isinstance(exc, SubmissionProblem):
         return exc.status, exc.message, exc.summary
     if isinstance(exc, CheckFailed):
@@ -231,6 +234,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     status, message, summary = classify(call.excinfo)
     run = grading_run(item.config)
+    if call.excinfo is not None and isinstance(call.excinfo.value, (HostFault, SandboxUnavailable)):
+        run.host_fault = str(call.excinfo.value)
+        item.session.shouldstop = f"host fault: {run.host_fault}"  # the rest would fail the same way
     if message is not None and status not in (Status.GRADER_ERROR, Status.NOT_RUN):
         outcome.get_result().longrepr = message.render(run.lang)  # the student's view, not a traceback
     points = float(marker_arg(item, "points") or 0)

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from grader.i18n import Msg
 from grader.sandbox import ExitInfo, RunningWorker, Sandbox, WorkerLaunch
 from grader.deadlines import wall_exceeded
-from grader.verdicts import CallTimedOut, CpuLimitExceeded, Status, SubmissionProblem, WorkerDied
+from grader.verdicts import CallTimedOut, CpuLimitExceeded, HostFault, Status, SubmissionProblem, WorkerDied
 from grader.worker import wire
 
 STARTUP_TIMEOUT_S = 120.0
@@ -227,6 +227,9 @@ class WorkerSession:
         if isinstance(reply, BaseException):
             exit_info = channel.worker.wait(5.0)
             self._discard(channel)
+            if not getattr(channel.worker, "host_alive", lambda: True)():
+                raise HostFault("the sandbox's engine stopped while a worker ran (not the submission's "
+                                "doing); start it again and grade this submission again")
             if self.capture.flooded:
                 raise _flood_problem()
             if isinstance(reply, wire.ChannelClosed):

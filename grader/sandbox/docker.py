@@ -484,6 +484,14 @@ class DockerWorker:
             with contextlib.suppress(requests.exceptions.RequestException, docker.errors.APIError):
                 self._api.wait(self.id, timeout=max(0.1, min(deadline - time.monotonic(), 5.0)))
 
+    def host_alive(self) -> bool:
+        """Whether the engine still answers: a worker that vanished with its engine died of the
+        host, not of the submission."""
+        try:
+            return bool(self._api.ping())
+        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+            return False
+
     # -- the end -----------------------------------------------------------------------------
     def kill(self) -> None:
         """Kill and remove the container and release its folder; safe to call twice."""
@@ -703,9 +711,21 @@ class DockerSandbox:
                 error, self._pool_error = self._pool_error, None
             if isinstance(error, SandboxUnavailable):
                 raise error
-            worker = self._launch(launch.limits, gpus, launch.modules_dir)
+            try:
+                worker = self._launch(launch.limits, gpus, launch.modules_dir)
+            except (requests.exceptions.RequestException, docker.errors.APIError) as exc:
+                if self._engine_answers():
+                    raise
+                raise DockerSandboxError(f"the Docker engine stopped answering ({type(exc).__name__}); "
+                                         "start it again (e.g. `systemctl start docker`)") from None
         self.last_start = {"warm": warm, "hello_ready": worker.hello.is_set(), "start_s": time.monotonic() - begin}
         return worker
+
+    def _engine_answers(self) -> bool:
+        try:
+            return bool(self.client.api.ping())
+        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+            return False
 
     # -- facts and the end -------------------------------------------------------------------
     def describe(self) -> dict[str, object]:
