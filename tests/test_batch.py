@@ -271,3 +271,45 @@ def test_a_dead_docker_engine_stops_the_batch_resumably(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     summary = json.loads((out / "batch.json").read_text())
     assert len(_reports(out)) == 6 and summary["counts"]["reused"] == len(before) and summary["stopped"] is None
+
+
+def _grades(out: Path) -> dict[str, tuple[str, str, str]]:
+    return {r["student"]: (r["status"], r["score"], r["max_score"]) for r in csv.DictReader((out / "grades.csv").open())}
+
+
+@pytest.mark.slow
+def test_ray_grades_what_local_grades_and_survives_a_lost_worker(tmp_path: Path) -> None:
+    """The same batch on a real local Ray cluster (started and stopped by the batch) gives the same
+    grades as the local executor, even when one Ray worker is killed while it grades."""
+    pytest.importorskip("ray")
+    backend = require_backend("bwrap")
+    inputs = _class(tmp_path / "in", 6)
+    local = subprocess.run(_command(inputs, tmp_path / "local", "--jobs", "2", "--sandbox", backend),
+                           capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stdout + local.stderr
+
+    batch = subprocess.Popen(_command(inputs, tmp_path / "ray", "--jobs", "2", "--sandbox", backend,
+                                      "--executor", "ray"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    killed, cluster = None, set()
+    deadline = time.monotonic() + 300
+    while killed is None and batch.poll() is None and time.monotonic() < deadline:
+        tree = descendants(batch.pid)  # the local cluster the batch started: its raylet, its workers
+        cluster |= tree
+        for pid in tree:
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith("ray::_grade_on_node"):
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.1)
+    output = batch.communicate(timeout=600)[0].decode()
+    assert killed is not None, f"no Ray task was seen running: {output[-2000:]}"
+    assert batch.returncode == 0, output[-3000:]
+    assert _grades(tmp_path / "ray") == _grades(tmp_path / "local")
+    summary = json.loads((tmp_path / "ray" / "batch.json").read_text())
+    assert summary["executor"] == "ray" and summary["counts"]["graded_now"] == 6 and not summary["grader_errors"]
+    assert _wait_gone(cluster) == [], "the local Ray cluster outlived the batch"
