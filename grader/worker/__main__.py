@@ -199,6 +199,16 @@ def take_channel_from_stdio() -> tuple[int, int]:
     return requests_fd, replies_fd
 
 
+def warm_library() -> None:
+    """Load now, once, what torch imports lazily on first use: building an optimizer pulls in
+    ``torch._dynamo`` and sympy (about a second). Children forked per exercise inherit it instead of
+    each paying it again."""
+    weight = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    (weight * 2.0).sum().backward()
+    optimizer.step()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="grader_worker")
     parser.add_argument("--modules", required=True)
@@ -212,6 +222,7 @@ def main() -> None:
     from .probes import preload
 
     preload()  # before any student module: the probes' references to library code are taken now
+    warm_library()
     if args.direct:
         serve(args.modules, requests_fd, replies_fd)
     else:
