@@ -54,8 +54,21 @@ def python_binds() -> tuple[list[tuple[str, str]], str]:
     return sorted(binds.items()), python
 
 
-def gpu_device_nodes() -> list[str]:
-    return sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri/*"))
+GPU_CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+
+
+def gpu_device_nodes(gpus: str | None = "all") -> list[str]:
+    """The device nodes a worker with ``gpus`` needs: the control nodes, and only the assigned GPUs'
+    own nodes (``/dev/nvidiaN``). A MIG slice is named by UUID, whose parent GPU the node names do
+    not show: every GPU node is bound then, and ``CUDA_VISIBLE_DEVICES`` narrows it to the slice."""
+    present = set(glob.glob("/dev/nvidia*")) | set(glob.glob("/dev/nvidia-caps/*"))
+    per_gpu = {node for node in present if node[len("/dev/nvidia"):].isdigit()}
+    wanted = per_gpu
+    if gpus not in (None, "all"):
+        ids = [part.strip() for part in str(gpus).split(",") if part.strip()]
+        if all(i.isdigit() for i in ids):
+            wanted = {f"/dev/nvidia{i}" for i in ids} & per_gpu
+    return sorted((present - per_gpu) | wanted)
 
 
 def bwrap_command(launch: WorkerLaunch, lib: Path, python: str) -> list[str]:
@@ -85,7 +98,7 @@ def bwrap_command(launch: WorkerLaunch, lib: Path, python: str) -> list[str]:
     for source, target in binds:
         command += ["--ro-bind", source, target]
     if launch.gpus is not None:
-        for node in gpu_device_nodes():
+        for node in gpu_device_nodes(launch.gpus):
             command += ["--dev-bind", node, node]
         command += ["--ro-bind-try", "/sys", "/sys"]
     for key, value in worker_environment(HOME, launch.gpus).items():
@@ -109,7 +122,8 @@ class BwrapSandbox:
         scratch = make_scratch("grader-bwrap-")
         lib = stage_worker_package(scratch / "lib", self.probes_dir)
         command = bwrap_command(launch, lib, python_binds()[1])
-        return spawn(command, cwd=scratch, env={"PATH": "/usr/bin:/bin"}, limits=launch.limits, scratch=scratch)
+        return spawn(command, cwd=scratch, env={"PATH": "/usr/bin:/bin"}, limits=launch.limits, scratch=scratch,
+                     gpu=launch.gpus is not None)
 
     def describe(self) -> dict[str, object]:
         version = subprocess.run([bwrap_path() or "bwrap", "--version"], capture_output=True, text=True).stdout.strip()

@@ -48,13 +48,17 @@ def process_rlimit(limits: Limits, cgroup: WorkerCgroup | None) -> int | None:
     return tasks_of_user(os.getuid()) + limits.processes
 
 
-def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None, nproc: int | None) -> None:
-    """Runs in the child between fork and exec."""
+def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None, nproc: int | None, gpu: bool = False) -> None:
+    """Runs in the child between fork and exec.
+
+    With a GPU there is no address-space limit: CUDA reserves far more virtual memory than any cap
+    on it would allow, and fails to initialise under one; the cgroup's memory cap holds instead.
+    """
     os.setsid()  # own process group, so kill() reaches everything the student spawns
     if cgroup is not None:
         cgroup.attach()
     for which, value in (
-        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_AS, None if gpu else limits.memory_bytes),
         (resource.RLIMIT_CPU, limits.cpu_seconds),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
         (resource.RLIMIT_NPROC, nproc),
@@ -65,7 +69,8 @@ def _enter_limits(limits: Limits, cgroup: WorkerCgroup | None, nproc: int | None
             resource.setrlimit(which, (value, value))
 
 
-def spawn(command: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, scratch: Path) -> SubprocessWorker:
+def spawn(command: list[str], *, cwd: Path, env: dict[str, str], limits: Limits, scratch: Path,
+          gpu: bool = False) -> SubprocessWorker:
     cgroup = WorkerCgroup.create(limits.processes, limits.memory_bytes, limits.cpus)
     nproc = process_rlimit(limits, cgroup)
     proc = subprocess.Popen(
@@ -75,7 +80,7 @@ def spawn(command: list[str], *, cwd: Path, env: dict[str, str], limits: Limits,
         stderr=subprocess.PIPE,
         cwd=cwd,
         env=env,
-        preexec_fn=lambda: _enter_limits(limits, cgroup, nproc),
+        preexec_fn=lambda: _enter_limits(limits, cgroup, nproc, gpu),
         close_fds=True,
     )
     return SubprocessWorker(proc, scratch, cgroup)
@@ -92,7 +97,7 @@ class ProcessSandbox:
         folders = prepare_worker_folders("grader-worker-", self.probes_dir)
         command = worker_command(host_python(), str(folders.lib), str(launch.modules_dir))
         return spawn(command, cwd=folders.home, env=worker_environment(str(folders.home), launch.gpus),
-                     limits=launch.limits, scratch=folders.scratch)
+                     limits=launch.limits, scratch=folders.scratch, gpu=launch.gpus is not None)
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "isolated": self.isolated}
