@@ -481,12 +481,17 @@ def test_pool_hands_out_a_warm_worker(engine, folder: Path) -> None:
             assert box.last_start["warm"] and box.last_start["hello_ready"]
             assert took < 5.0, took
             assert call(s, "listing", "/submission") == ["ex01_probe.py"]
-            deadline = time.monotonic() + 120  # the pool refills for a crash-restart
+            time.sleep(1.0)
+            assert not box._pool and len(box._live) == 1  # no spare after the first start: most never need one
+            first = {w.id for w in box._live}
+            problem(s, "kill_worker")  # the zygote itself dies: the container is lost
+            assert call(s, "add", 1, 1) == 2  # a restart, cold; from now on a spare is kept
+            deadline = time.monotonic() + 120
             while not box._pool:
-                assert time.monotonic() < deadline
+                assert time.monotonic() < deadline, "no spare after a restart"
                 time.sleep(0.05)
-            ids = {w.id for w in box._live}
-            assert len(ids) == 2  # the one handed out and its replacement
+            ids = first | {w.id for w in box._live}
+            assert len(ids) == 3  # the first, its cold replacement, and the spare
         finally:
             s.close()
     for container_id in ids:

@@ -578,6 +578,7 @@ class DockerSandbox:
         self._lib = stage_worker_package(self._root / "lib", probes_dir)
         (self._root / "slots").mkdir()
         self._slots = 0
+        self._starts = 0  # workers handed out so far
         self._lock = threading.Lock()
         self._closed = False
         self._live: set[DockerWorker] = set()
@@ -704,7 +705,12 @@ class DockerSandbox:
                 except BaseException:
                     worker.kill()
                     raise
-            self._refill.set()
+            if self._starts:
+                # A restart: this submission lost a worker once and may again, so keep a spare. Not
+                # after the first start: most submissions never need a second worker, and a spare
+                # nobody uses costs a container start and a torch import on a busy host.
+                self._refill.set()
+        self._starts += 1
         warm = worker is not None
         if worker is None:
             with self._lock:
