@@ -2,8 +2,9 @@
 ``image`` for instructors. Every command acts on one course folder: ``--course DIR``, else the
 nearest folder upward from here that holds ``course.toml``.
 
-Exit status: 0 done; 1 ``check`` found failing tests; 2 bad input or usage (one line says why);
-3 the grading host cannot grade (nothing was scored).
+Exit status: 0 done; 1 ``check`` found failing tests, or ``batch`` left submissions ungraded by a
+failure of the grader itself (rerun to retry them); 2 bad input or usage (one line says why);
+3 the grading host cannot grade (nothing was scored; a batch stops resumably); 130 stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -208,6 +209,10 @@ def batch(
         raise host_fault(HostFault(str(changed)), language) from None
     console.print(display.final_line(summary), highlight=False, soft_wrap=True)
     console.print(f"grades: {out / 'grades.csv'}  summary: {out / 'batch.json'}", highlight=False, soft_wrap=True)
+    if summary.errors:
+        names = ", ".join(e["student"] for e in summary.errors[:10]) + (" …" if len(summary.errors) > 10 else "")
+        raise fail(f"{len(summary.errors)} submissions were not graded because the grader itself failed ({names}; "
+                   "see grader_errors in batch.json); run the same command again to retry them", 1)
 
 
 def _gpu_list(gpus: Optional[str]) -> list[str] | None:

@@ -128,6 +128,45 @@ GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-bbbb)
     assert slots[1].mig and "A100" in slots[1].name
 
 
+def test_runner_keeps_going_past_grader_errors_and_stops_on_a_host_fault(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's bookkeeping with a scripted executor: a grader error leaves that submission
+    pending (and the batch going), a host fault stops it, and neither writes a report."""
+    from grader.batch import runner
+    from grader.batch.inputs import BatchItem
+    from grader.batch.job import Settings
+    from grader.catalog import find_course
+
+    items = [BatchItem(f"s{i}", _zip(tmp_path / "in" / f"s{i}.zip", SOLUTION + f"# {i}\n")) for i in range(4)]
+    course = find_course(ROOT)
+    fake = {"status": "graded", "complete": True, "score": 1, "max_score": 1, "exercises": [],
+            "submission": {}, "course": {}, "tool_version": ""}
+
+    def scripted(todo, settings, workers, executor, address, gpus):
+        outcomes = [{"report": {**fake, "submission": {"sha256": todo[0].sha256}}}, {"error": "boom"},
+                    {"host_fault": "engine gone"}, {"report": fake}]
+        for job, outcome in zip(todo, outcomes):
+            yield job, outcome, 1.0
+
+    monkeypatch.setattr(runner, "_execute", scripted)
+    settings = Settings(course_root=str(ROOT), sandbox="process")
+    with pytest.raises(runner.BatchStopped, match="engine gone"):
+        runner.run_batch(items, course, tmp_path / "out", settings=settings, workers=1, gpus=None)
+    summary = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert summary["counts"]["graded"] == 1 and summary["counts"]["pending"] == 3
+    assert summary["grader_errors"] == [{"student": "s1", "error": "boom"}] and "engine gone" in summary["stopped"]
+    assert len(_reports(tmp_path / "out")) == 1
+
+    def nothing_left(todo, settings, workers, executor, address, gpus):
+        assert [job.student for job in todo] == ["s1", "s2", "s3"]  # s0 is done: not graded again
+        for job in todo:
+            yield job, {"report": {**fake, "submission": {"sha256": job.sha256}}}, 1.0
+
+    monkeypatch.setattr(runner, "_execute", nothing_left)
+    done = runner.run_batch(items, course, tmp_path / "out", settings=settings, workers=1, gpus=None)
+    assert done.reused == 1 and done.graded_now == 3
+
+
 # -- end to end: the real command, killed and resumed ---------------------------------------------------
 def _class(folder: Path, count: int) -> Path:
     """``count`` submissions: correct, unfinished, a broken archive, and variants of them."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator
 
 from grader import __version__
 from grader.batch.inputs import BatchItem, output_folder_name
@@ -67,14 +67,16 @@ def _outcome_status(outcome: dict[str, Any]) -> str:
     return "graded" if report.get("complete") else "incomplete"
 
 
-def write_tables(store: BatchStore, course: Course, jobs: list[Job], summary: BatchSummary) -> None:
-    reports = [store.read_report(job.folder) for job in jobs]
-    exercises = [spec.id for spec in course.exercises()]
-    rows = [(job.student, job.name, job.folder, report) for job, report in zip(jobs, reports)]
-    write_atomic(store.out / "grades.csv", grades_csv(rows, exercises))
+def write_tables(store: BatchStore, course: Course, jobs: list[Job], reports: dict[str, dict[str, Any] | None],
+                 summary: BatchSummary) -> None:
+    """``grades.csv`` and ``batch.json`` from the reports (by folder) as they stand."""
     import json
 
-    write_atomic(store.out / "batch.json", json.dumps(summary.to_json(reports, now_iso()), ensure_ascii=False, indent=2))
+    ordered = [reports.get(job.folder) for job in jobs]
+    exercises = [spec.id for spec in course.exercises()]
+    rows = [(job.student, job.name, job.folder, report) for job, report in zip(jobs, ordered)]
+    write_atomic(store.out / "grades.csv", grades_csv(rows, exercises))
+    write_atomic(store.out / "batch.json", json.dumps(summary.to_json(ordered, now_iso()), ensure_ascii=False, indent=2))
 
 
 def run_batch(items: list[BatchItem], course: Course, out: Path, *, settings: Settings, workers: int,
@@ -93,23 +95,17 @@ def run_batch(items: list[BatchItem], course: Course, out: Path, *, settings: Se
     summary = BatchSummary(executor=executor, jobs=workers, gpus=gpus, started_at=now_iso(),
                            total=len(items), reused=len(reused))
     progress.on_plan(len(todo), len(reused))
+    # What is on disk now (reports of earlier runs count until replaced); kept in memory from here.
+    reports: dict[str, dict[str, Any] | None] = {job.folder: store.read_report(job.folder) for job in all_jobs}
     started = time.monotonic()
-    outcomes: Iterator[tuple[Job, dict[str, Any], float]]
-    if executor == "ray":
-        from grader.batch.ray_executor import run_ray
-
-        outcomes = run_ray(todo, settings, workers, address=address, gpus=bool(gpus))
-    else:
-        from grader.batch.local import run_local
-
-        slots: list[str | None] = list(gpus) if gpus else [None]
-        outcomes = run_local(todo, settings, workers, slots)
+    outcomes = _execute(todo, settings, workers, executor, address, gpus)
     try:
         for job, outcome, seconds in outcomes:
             status = _outcome_status(outcome)
             if "report" in outcome:
                 store.write_report(job.folder, outcome["report"], resume_key(job, manifest, settings.keyword),
                                    outcome.get("feedback", ""))
+                reports[job.folder] = outcome["report"]
                 summary.graded_now += 1
                 summary.durations_s.append(seconds)
             elif "host_fault" in outcome:
@@ -119,16 +115,36 @@ def run_batch(items: list[BatchItem], course: Course, out: Path, *, settings: Se
             else:
                 summary.errors.append({"student": job.student, "error": str(outcome.get("error", ""))})
             summary.wall_s = time.monotonic() - started
-            write_tables(store, course, all_jobs, summary)
+            write_tables(store, course, all_jobs, reports, summary)
             progress.on_done(job, status, seconds)
     except KeyboardInterrupt:
         summary.stopped = "stopped by Ctrl-C"
         raise
+    except OSError as exc:  # the output folder cannot be written (disk full, gone): the host's
+        summary.stopped = f"cannot write the output folder {out}: {exc}"
     finally:
-        if hasattr(outcomes, "close"):
-            outcomes.close()  # stops the graders (and their sandboxes) before the tables are final
+        outcomes.close()  # stops the graders (and their sandboxes) before the tables are final
         summary.wall_s = time.monotonic() - started
-        write_tables(store, course, all_jobs, summary)
+        try:
+            write_tables(store, course, all_jobs, reports, summary)
+        except OSError as exc:
+            summary.stopped = summary.stopped or f"cannot write the output folder {out}: {exc}"
     if summary.stopped:
         raise BatchStopped(summary.stopped)
     return summary
+
+
+def _execute(todo: list[Job], settings: Settings, workers: int, executor: str, address: str | None,
+             gpus: list[str] | None) -> Generator[tuple[Job, dict[str, Any], float], None, None]:
+    """The chosen executor's stream of outcomes; nothing is started when there is nothing to grade."""
+    if not todo:
+        return
+    if executor == "ray":
+        from grader.batch.ray_executor import run_ray
+
+        yield from run_ray(todo, settings, workers, address=address, gpus=bool(gpus))
+    else:
+        from grader.batch.local import run_local
+
+        slots: list[str | None] = list(gpus) if gpus else [None]
+        yield from run_local(todo, settings, workers, slots)
