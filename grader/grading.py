@@ -72,6 +72,11 @@ class GradingRun:
     def session(self) -> WorkerSession | None:
         return self._session
 
+    @property
+    def device(self) -> str:
+        """Where speed tests time the work: the GPU when the run has one, else the CPU."""
+        return "cuda" if self.gpus is not None else "cpu"
+
     def wall_end(self) -> float:
         """The monotonic time by which the whole submission must be done (the backstop)."""
         return self.started + self.wall_budget_s
@@ -99,7 +104,7 @@ class GradingRun:
                 "(not your doing); the remaining tests were not scored"))
         if spec.id not in self._students:
             self._students[spec.id] = RemoteImplementation(self.student_session(), spec.id, spec.deadlines,
-                                                           reference=self.reference_remote(spec))
+                                                           reference=self.reference_remote(spec), device=self.device)
         return self._students[spec.id]
 
     def student_session(self) -> WorkerSession:
@@ -119,7 +124,7 @@ class GradingRun:
             from grader.sandbox.process import ProcessSandbox  # trusted code: no isolation needed
 
             self._reference_session = WorkerSession(ProcessSandbox(self.course.probes_dir),
-                                                    WorkerLaunch(self.reference_dir, self.limits))
+                                                    WorkerLaunch(self.reference_dir, self.limits, self.gpus))
         return self._reference_session
 
     def reference(self, spec: ExerciseSpec) -> LocalImplementation | None:
@@ -134,7 +139,7 @@ class GradingRun:
         session = self.reference_session()
         if session is None or not (self.reference_dir / f"{spec.id}.py").is_file():
             return None
-        return RemoteImplementation(session, spec.id, spec.deadlines)
+        return RemoteImplementation(session, spec.id, spec.deadlines, device=self.device)
 
     # -- seeds -----------------------------------------------------------------------------
     def seed(self, nodeid: str) -> int:

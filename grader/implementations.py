@@ -61,9 +61,10 @@ class RemoteImplementation(Implementation):
     """
 
     def __init__(self, session: WorkerSession, exercise: str, rule: DeadlineRule | None = None,
-                 reference: RemoteImplementation | None = None) -> None:
+                 reference: RemoteImplementation | None = None, device: str = "cpu") -> None:
         self.session = session
         self.exercise = exercise
+        self.device = device  # where speed tests time the work: "cuda" in a run with a GPU
         self.rule = rule or DeadlineRule()
         self.reference = reference  # where the same request is measured when a call passes the floor
         self.deadline: float | None = None  # monotonic time when the current test's wall backstop ends

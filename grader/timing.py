@@ -232,8 +232,10 @@ def compare_generated_speed(
     import torch
 
     def run(impl: Any, side: str) -> Callable[[dict[str, Any]], Any]:
+        device = getattr(impl, "device", "cpu")
+        on_device = {"device": device} if device != "cpu" else {}  # a GPU run times on the GPU
         return lambda round_: impl.probe("repeat_generated", name=name, layout=round_[side],
-                                         project_seed=round_["project_seed"], kwargs=kwargs or {})
+                                         project_seed=round_["project_seed"], kwargs=kwargs or {}, **on_device)
 
     def same(got: Any, want: Any) -> bool:
         """Every repetition's output agrees with the reference's (the projections, one per repetition)."""

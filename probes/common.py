@@ -80,7 +80,7 @@ def call_transposed(impl: ModuleType, name: str, args: list[Any], transpose: dic
 
 @probe
 def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], project_seed: int,
-                     kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                     kwargs: dict[str, Any] | None = None, device: str | None = None) -> dict[str, Any]:
     """Run ``name`` once per repetition on inputs the zygote made beforehand; return one projection
     of each repetition's output.
 
@@ -91,7 +91,15 @@ def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], proje
     by content saves no work; every repetition's output is projected onto a random ``w``
     (``<out, w>``) and the grader compares each projection with the reference's, so skipping work
     on any call is a wrong answer. The norms it reports are used only from the reference's run.
+
+    With ``device`` (a GPU run) each repetition's inputs are copied to the device, the L2 cache is
+    flushed and the device synchronised before the call, and synchronised after it; one warm-up call
+    runs first. The grader still times the whole request from the zygote (wall time, since the work
+    is the device's): the CUDA event times returned here come from the student's process and are
+    reported, never believed.
     """
+    if device is not None and device.startswith("cuda"):
+        return _repeat_on_gpu(impl, name, layout, project_seed, kwargs or {}, device)
     inputs_of = arena().inputs
     projections: list[float] = []
     norms: list[float] = []
@@ -113,3 +121,44 @@ def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], proje
         projections.append(float(_dot(flat, w)) if w.numel() else 0.0)
         norms.append(float(_dot(flat, flat)) ** 0.5 if w.numel() else 0.0)
     return {"projections": projections, "norms": norms, "shape": shape, "type": "Tensor"}
+
+
+def _repeat_on_gpu(impl: ModuleType, name: str, layout: list[list[Any]], project_seed: int,
+                   kwargs: dict[str, Any], device: str) -> dict[str, Any]:
+    """``repeat_generated`` on a GPU: warm-up, then per repetition flush, sync, call, sync."""
+    inputs_of = arena().inputs
+
+    def on_device(entry: list[Any]) -> list[Any]:
+        return [v.to(device) if isinstance(v, torch.Tensor) else v for v in inputs_of(entry)]
+
+    fn = getattr(impl, name)
+    if layout:
+        fn(*on_device(layout[0]), **kwargs)  # warm-up: kernels loaded, allocator primed
+    l2 = int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 64 * 2**20)
+    flush = torch.empty(2 * l2, dtype=torch.uint8, device=device)
+    projections: list[float] = []
+    norms: list[float] = []
+    event_ms: list[float] = []
+    shape: list[int] | None = None
+    w = None
+    for entry in layout:
+        args = on_device(entry)
+        flush.zero_()  # the previous repetition's data leaves the L2 cache
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = fn(*args, **kwargs)
+        end.record()
+        torch.cuda.synchronize(device)
+        event_ms.append(float(start.elapsed_time(end)))
+        if not isinstance(out, torch.Tensor):
+            return {"projections": None, "type": type(out).__name__}
+        if shape is None:
+            shape = list(out.shape)
+            w = torch.randn(out.numel(), generator=torch.Generator().manual_seed(project_seed))
+        if list(out.shape) != shape:
+            return {"projections": None, "shape": list(out.shape), "type": "Tensor"}
+        flat = out.detach().reshape(-1).to("cpu", torch.float32)  # the copy waits for the work that made it
+        projections.append(float(_dot(flat, w)) if w.numel() else 0.0)
+        norms.append(float(_dot(flat, flat)) ** 0.5 if w.numel() else 0.0)
+    return {"projections": projections, "norms": norms, "shape": shape, "type": "Tensor", "event_ms": event_ms}

@@ -56,21 +56,23 @@ class _Process:
 
     course: Any = None
     reference: Any = None
+    gpus: str | None = None
 
 
-def _shared(settings: Settings) -> tuple[Any, Any]:
+def _shared(settings: Settings, gpus: str | None = None) -> tuple[Any, Any]:
     from grader.catalog import find_course
     from grader.remote import WorkerSession
     from grader.sandbox import Limits, WorkerLaunch
     from grader.sandbox.process import ProcessSandbox
 
-    if _Process.course is None or str(_Process.course.root) != settings.course_root:
+    if _Process.course is None or str(_Process.course.root) != settings.course_root or _Process.gpus != gpus:
         course = find_course(Path(settings.course_root))
         if _Process.reference is not None:
             _Process.reference.close()
-        _Process.course = course
+        _Process.course, _Process.gpus = course, gpus
+        # Timed on the same device as the student: a GPU run's reference sees the same GPU.
         _Process.reference = WorkerSession(ProcessSandbox(course.probes_dir),
-                                           WorkerLaunch(course.solutions_dir, Limits()))
+                                           WorkerLaunch(course.solutions_dir, Limits(), gpus))
     return _Process.course, _Process.reference
 
 
@@ -107,7 +109,7 @@ def grade_job(job: Job, settings: Settings, gpus: str | None = None, data: bytes
     from grader.verdicts import HostFault
 
     try:
-        course, reference = _shared(settings)
+        course, reference = _shared(settings, gpus)
         if job.zip_path is None:
             import time
 
