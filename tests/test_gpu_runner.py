@@ -15,7 +15,8 @@ from grader.sandbox import bwrap
 from grader.sandbox.process import ProcessSandbox
 
 GPUS = discover_gpus()
-needs_gpu = pytest.mark.skipif(not GPUS, reason="no GPU on this machine")
+def needs_gpu(fn):  # noqa: ANN001, ANN201 - a decorator
+    return pytest.mark.gpu(pytest.mark.skipif(not GPUS, reason="no GPU on this machine")(fn))
 
 
 def test_bwrap_binds_only_the_assigned_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
