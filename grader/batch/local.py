@@ -90,10 +90,16 @@ def run_local(jobs: list[Job], settings: Settings, workers: int, slots: list[str
         for index in range(min(workers, max(1, len(jobs)))):
             graders.append(start(slots[index % len(slots)]))
         while pending or any(g.job is not None for g in graders):
-            for grader in graders:
+            for index, grader in enumerate(graders):
                 if grader.job is None and pending:
-                    grader.job, grader.started = pending.popleft(), time.monotonic()
-                    grader.conn.send(grader.job)
+                    job = pending.popleft()
+                    try:
+                        grader.conn.send(job)
+                    except OSError:  # it died while idle: a fresh one takes the slot and the job
+                        grader.conn.close()
+                        grader = graders[index] = start(grader.slot)
+                        grader.conn.send(job)
+                    grader.job, grader.started = job, time.monotonic()
             busy = [g for g in graders if g.job is not None]
             ready = wait([g.conn for g in busy] + [g.process.sentinel for g in busy], timeout=1.0)
             for index, grader in enumerate(graders):
