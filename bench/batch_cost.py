@@ -140,13 +140,18 @@ def overhead(backend: str, rounds: int) -> dict[str, object]:
             "median_ratio": round(statistics.median(ratios), 3)}
 
 
-def sequential(folder: Path, students: list[str], backend: str, out: Path) -> dict[str, object]:
+def sequential(folder: Path, students: list[str], backend: str, out: Path, tree: Path = ROOT) -> dict[str, object]:
+    """``grader run`` of ``tree`` (this checkout, or an older one: the tool before the batch work),
+    one submission after another."""
+    import os
+
     times = []
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     for student in students:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "grader", "run", str(folder / f"{student}.zip"), "--out",
-                        str(out / student), "--sandbox", backend, "--course", str(ROOT)],
-                       capture_output=True, timeout=3600)
+                        str(out / student), "--sandbox", backend, "--course", str(tree)],
+                       capture_output=True, timeout=3600, env=env, cwd=tree)
         times.append(time.perf_counter() - start)
     return {"submissions": len(students), "wall_s": round(sum(times), 1),
             "per_hour": round(3600 * len(times) / sum(times), 1), "median_s": round(statistics.median(times), 1)}
@@ -173,6 +178,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=10, help="submissions graded by sequential `grader run`")
     parser.add_argument("--sandbox", default="auto")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--baseline-tree", type=Path, help="also time sequential `grader run` of this checkout "
+                        "(e.g. a `git worktree` of the commit before the batch work)")
     args = parser.parse_args()
     backend = resolve_auto() if args.sandbox == "auto" else args.sandbox
     work = Path(tempfile.mkdtemp(prefix="batch-cost-"))
@@ -185,10 +192,19 @@ def main() -> None:
     sample = sorted(kinds)[:: max(1, 50 // args.sample)][: args.sample]
     results["sequential_grader_run"] = {**sequential(work / "class", sample, backend, work / "seq"), "sample": sample}
     print(json.dumps(results["sequential_grader_run"]), flush=True)
+    if args.baseline_tree:
+        results["sequential_grader_run_baseline_tree"] = {
+            **sequential(work / "class", sample, backend, work / "seq-base", args.baseline_tree.resolve()),
+            "tree": subprocess.run(["git", "-C", str(args.baseline_tree), "rev-parse", "--short", "HEAD"],
+                                   capture_output=True, text=True).stdout.strip()}
+        print(json.dumps(results["sequential_grader_run_baseline_tree"]), flush=True)
     results["batch_local"] = batch(work / "class", work / "local", backend, "local")
     print(json.dumps(results["batch_local"]), flush=True)
     results["speedup_local"] = round(results["batch_local"]["per_hour"] /  # type: ignore[index]
                                      results["sequential_grader_run"]["per_hour"], 2)  # type: ignore[index]
+    if args.baseline_tree:
+        results["speedup_local_vs_baseline_tree"] = round(
+            results["batch_local"]["per_hour"] / results["sequential_grader_run_baseline_tree"]["per_hour"], 2)  # type: ignore[index]
     if not args.skip_ray:
         results["batch_ray"] = batch(work / "class", work / "ray", backend, "ray")
         local, ray = grades(work / "local"), grades(work / "ray")
