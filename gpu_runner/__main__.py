@@ -1,0 +1,3 @@
+from gpu_runner.cli import main
+
+main()
