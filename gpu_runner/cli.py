@@ -62,7 +62,7 @@ def autograde(
     course_dir: Optional[Path] = typer.Option(None, "--course", help="the grader course (default: found upward)"),
 ) -> None:
     """Autograde submitted notebooks: nbgrader sanitises and keeps the gradebook, the grader grades in its sandbox."""
-    from gpu_runner.nb.run import autograde_students
+    from gpu_runner.nb.run import autograde_students, find_renamed_notebooks
 
     course = _course(course_dir)
     nb_course = nb_course.resolve()
@@ -72,6 +72,8 @@ def autograde(
     if not students:
         raise _fail(f"no submission of {assignment} in {submitted}")
     slots = _gpu_slots(gpus)
+    for name, found in find_renamed_notebooks(nb_course, assignment, students).items():
+        print(f"{name}: graded {found} as {assignment}'s notebook (it was renamed)")
     outcomes = autograde_students(nb_course, course.root, assignment, students, sandbox=sandbox, lang=lang,
                                   slots=slots, jobs=jobs)
     failed = [name for name, outcome in outcomes.items() if not outcome.get("success")]

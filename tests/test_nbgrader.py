@@ -111,6 +111,21 @@ def test_round_trip_with_real_nbgrader(tmp_path: Path) -> None:
     _submit(course, "dave", _filled(released, answers, tamper))
     _submit(course, "erin", _filled(released, answers, pip_line))
 
+    def noisy(notebook: nbformat.NotebookNode) -> None:
+        """Warnings on stderr, a cell added at the end that an answer uses, a huge image output."""
+        for cell in notebook.cells:
+            if cell.metadata.get("nbgrader", {}).get("grade_id") == "standardize":
+                cell.source = ("import sys, warnings\nwarnings.warn('deprecated thing')\n"
+                               "print('debug', file=sys.stderr)\n" + cell.source.replace(
+                                   "    mean = ", "    _note()\n    mean = ", 1))
+                cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "A" * 20_000_000})]
+        notebook.cells.append(nbformat.v4.new_code_cell("def _note():\n    print('helper', file=sys.stderr)"))
+
+    _submit(course, "frank", _filled(released, answers, noisy))
+    _submit(course, "gina", _filled(released, answers))
+    (course / "submitted" / "gina" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").rename(
+        course / "submitted" / "gina" / ASSIGNMENT / f"{ASSIGNMENT}-Copy1.ipynb")
+
     _run("gpu_runner", "autograde", str(course), ASSIGNMENT, "--sandbox", backend, "--course", str(ROOT), cwd=course)
     _run("nbgrader", "generate_feedback", ASSIGNMENT, cwd=course)
     _run("nbgrader", "export", cwd=course)
@@ -122,6 +137,8 @@ def test_round_trip_with_real_nbgrader(tmp_path: Path) -> None:
     assert worth > 0 and score["alice"] == worth, score
     assert score["dave"] == worth, "the restored locked cells are graded, not the tampered ones"
     assert 0 < score["bob"] < worth and score["carol"] == 0 and score["erin"] == 0, score
+    assert score["frank"] == worth, "stderr output and a huge image cost nothing"
+    assert score["gina"] == worth, "a renamed notebook is graded"
 
     # Equal to what `grader run` gives the same code.
     for student in ("alice", "bob"):

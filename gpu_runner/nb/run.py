@@ -59,6 +59,29 @@ def _worker(args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
             _FREE_SLOTS.put(gpu)
 
 
+def find_renamed_notebooks(nb_course: Path, assignment: str, students: list[str]) -> dict[str, str]:
+    """Give a renamed notebook back its name: where a submission lacks the assignment's notebook but
+    holds exactly one other (``ex01_tensors-Copy1.ipynb``, ``Untitled.ipynb``), that one is the
+    student's work. nbgrader would skip it (it grades notebooks by name); it is copied to the
+    expected name, and the original stays. Returns student -> the name found."""
+    import shutil
+
+    expected = {p.name for p in (nb_course / "source" / assignment).glob("*.ipynb")}
+    renamed: dict[str, str] = {}
+    if len(expected) != 1:
+        return renamed  # several notebooks per assignment: which is which cannot be told apart
+    name = next(iter(expected))
+    for student in students:
+        folder = nb_course / "submitted" / student / assignment
+        if (folder / name).exists():
+            continue
+        others = [p for p in folder.glob("*.ipynb") if not p.name.startswith(".")]
+        if len(others) == 1:
+            shutil.copy2(others[0], folder / name)
+            renamed[student] = others[0].name
+    return renamed
+
+
 def autograde_students(nb_course: Path, course_root: Path, assignment: str, students: list[str], *, sandbox: str,
                        lang: str, slots: list[str | None], jobs: int) -> dict[str, dict[str, Any]]:
     """Every student's autograde; ``slots`` are GPU ids (``[None]``: no GPU)."""
