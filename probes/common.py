@@ -101,26 +101,46 @@ def repeat_generated(impl: ModuleType, name: str, layout: list[list[Any]], proje
     if device is not None and device.startswith("cuda"):
         return _repeat_on_gpu(impl, name, layout, project_seed, kwargs or {}, device)
     inputs_of = arena().inputs
-    projections: list[float] = []
-    norms: list[float] = []
-    shape: list[int] | None = None
-    w = None
+    projected = _Projections(project_seed)
     for entry in layout:
-        out = getattr(impl, name)(*inputs_of(entry), **(kwargs or {}))
+        refused = projected.add(getattr(impl, name)(*inputs_of(entry), **(kwargs or {})))
+        if refused is not None:
+            return refused
+    return projected.result()
+
+
+class _Projections:
+    """One projection ``<out, w>`` per repetition's output, onto one random ``w`` per request.
+
+    Two dot products in float32: cheap next to the timed work. The norm is the spread of the
+    projection (<out, w> ~ N(0, |out|^2) over w), so the grader scales its tolerance by the
+    reference's norm; a projection that happens to land near zero then gets no tighter gate.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.projections: list[float] = []
+        self.norms: list[float] = []
+        self.shape: list[int] | None = None
+        self.w: torch.Tensor | None = None
+
+    def add(self, out: Any) -> dict[str, Any] | None:
+        """Project ``out``; a reply that ends the request if it is not a tensor of the first shape."""
         if not isinstance(out, torch.Tensor):
             return {"projections": None, "type": type(out).__name__}
-        if shape is None:
-            shape = list(out.shape)
-            w = torch.randn(out.numel(), generator=torch.Generator().manual_seed(project_seed))
-        if list(out.shape) != shape:
+        if self.shape is None:
+            self.shape = list(out.shape)
+            self.w = torch.randn(out.numel(), generator=torch.Generator().manual_seed(self.seed))
+        if list(out.shape) != self.shape:
             return {"projections": None, "shape": list(out.shape), "type": "Tensor"}
-        # Two dot products in float32: cheap next to the timed work. The norm is the spread of the
-        # projection (<out, w> ~ N(0, |out|^2) over w), so the grader scales its tolerance by the
-        # reference's norm; a projection that happens to land near zero then gets no tighter gate.
-        flat = out.detach().reshape(-1).to(torch.float32)
-        projections.append(float(_dot(flat, w)) if w.numel() else 0.0)
-        norms.append(float(_dot(flat, flat)) ** 0.5 if w.numel() else 0.0)
-    return {"projections": projections, "norms": norms, "shape": shape, "type": "Tensor"}
+        assert self.w is not None
+        flat = out.detach().reshape(-1).to("cpu", torch.float32)  # from a GPU, the copy waits for the work
+        self.projections.append(float(_dot(flat, self.w)) if self.w.numel() else 0.0)
+        self.norms.append(float(_dot(flat, flat)) ** 0.5 if self.w.numel() else 0.0)
+        return None
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {"projections": self.projections, "norms": self.norms, "shape": self.shape, "type": "Tensor", **extra}
 
 
 def _repeat_on_gpu(impl: ModuleType, name: str, layout: list[list[Any]], project_seed: int,
@@ -136,11 +156,8 @@ def _repeat_on_gpu(impl: ModuleType, name: str, layout: list[list[Any]], project
         fn(*on_device(layout[0]), **kwargs)  # warm-up: kernels loaded, allocator primed
     l2 = int(getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 64 * 2**20)
     flush = torch.empty(2 * l2, dtype=torch.uint8, device=device)
-    projections: list[float] = []
-    norms: list[float] = []
+    projected = _Projections(project_seed)
     event_ms: list[float] = []
-    shape: list[int] | None = None
-    w = None
     for entry in layout:
         args = on_device(entry)
         flush.zero_()  # the previous repetition's data leaves the L2 cache
@@ -151,14 +168,7 @@ def _repeat_on_gpu(impl: ModuleType, name: str, layout: list[list[Any]], project
         end.record()
         torch.cuda.synchronize(device)
         event_ms.append(float(start.elapsed_time(end)))
-        if not isinstance(out, torch.Tensor):
-            return {"projections": None, "type": type(out).__name__}
-        if shape is None:
-            shape = list(out.shape)
-            w = torch.randn(out.numel(), generator=torch.Generator().manual_seed(project_seed))
-        if list(out.shape) != shape:
-            return {"projections": None, "shape": list(out.shape), "type": "Tensor"}
-        flat = out.detach().reshape(-1).to("cpu", torch.float32)  # the copy waits for the work that made it
-        projections.append(float(_dot(flat, w)) if w.numel() else 0.0)
-        norms.append(float(_dot(flat, flat)) ** 0.5 if w.numel() else 0.0)
-    return {"projections": projections, "norms": norms, "shape": shape, "type": "Tensor", "event_ms": event_ms}
+        refused = projected.add(out)
+        if refused is not None:
+            return refused
+    return projected.result(event_ms=event_ms)

@@ -223,7 +223,10 @@ def _zombie(pid: int) -> bool:
 def _interrupt_and_resume(tmp_path: Path, how: signal.Signals, backend: str) -> None:
     inputs, out = _class(tmp_path / "in", 6), tmp_path / "out"
     command = _command(inputs, out, "--jobs", "1", "--sandbox", backend)
-    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # As from a terminal: SIGINT at its default even where this suite runs in the background (a
+    # shell starts background jobs with SIGINT ignored, and Python then keeps ignoring it).
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_reports(out, 2, batch)
     tree = descendants(batch.pid)
     assert tree, "the batch runs its grading in processes of its own"

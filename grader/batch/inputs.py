@@ -59,7 +59,7 @@ def _from_files(student: str, files: list[Path], packed_dir: Path, source: str, 
         return BatchItem(student, zips[0], name, source)
     if len(zips) > 1:
         listed = ", ".join(p.name for p in zips)
-        return BatchItem(student, None, name, source, Msg(f"交了多个 zip 文件（{listed}），无法确定评哪一个",
+        return BatchItem(student, None, name, source, Msg(f"交了多个压缩包（{listed}），无法确定评哪一个",
                                                          f"several zip files were handed in ({listed}); which "
                                                          "one to grade is not clear"))
     folders = [p for p in files if p.is_dir()] + sorted({p.parent for p in files if p.is_file()})
@@ -69,7 +69,7 @@ def _from_files(student: str, files: list[Path], packed_dir: Path, source: str, 
                 return BatchItem(student, pack_directory(folder, packed_dir / f"{output_folder_name(student)}.zip"), name, source)
             except ArchiveRejected as rejected:
                 return BatchItem(student, None, name, source, rejected.message)
-    return BatchItem(student, None, name, source, Msg("没有找到 zip 文件或 exNN_*.py 练习文件",
+    return BatchItem(student, None, name, source, Msg("没有找到压缩包或 `exNN_*.py` 练习文件",
                                                      "no zip file and no exNN_*.py exercise file was handed in"))
 
 
