@@ -87,14 +87,12 @@ def autograde(
 def _gpu_slots(gpus: Optional[str]) -> list[str | None]:
     if not gpus:
         return [None]
-    if gpus == "all":
-        from gpu_runner.devices import discover_gpus
+    from gpu_runner.devices import gpu_slots
 
-        found = [d.slot for d in discover_gpus()]
-        if not found:
-            raise _fail("--gpus all: no GPU found on this host")
-        return list(found)
-    return [g.strip() for g in gpus.split(",") if g.strip()]
+    try:
+        return list(gpu_slots(gpus))
+    except ValueError as none:
+        raise _fail(str(none)) from None
 
 
 def main() -> None:

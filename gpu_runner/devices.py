@@ -47,6 +47,17 @@ def parse_nvidia_smi_list(text: str) -> list[Device]:
     return devices
 
 
+def gpu_slots(spec: str) -> list[str]:
+    """The slots ``--gpus`` names: ``all`` (every slot of this host) or ids like ``0,1``; raises
+    ValueError when ``all`` finds none."""
+    if spec == "all":
+        found = [device.slot for device in discover_gpus()]
+        if not found:
+            raise ValueError("--gpus all: no GPU found on this host (nvidia-smi and torch see none)")
+        return found
+    return [part.strip() for part in spec.split(",") if part.strip()]
+
+
 def discover_gpus() -> list[Device]:
     """The GPU slots of this host; empty where there is none."""
     if shutil.which("nvidia-smi"):

@@ -218,14 +218,12 @@ def batch(
 def _gpu_list(gpus: Optional[str]) -> list[str] | None:
     if not gpus:
         return None
-    if gpus == "all":
-        from gpu_runner.devices import discover_gpus
+    from gpu_runner.devices import gpu_slots
 
-        found = [device.slot for device in discover_gpus()]
-        if not found:
-            raise fail("--gpus all: no GPU found on this host (nvidia-smi and torch see none)")
-        return found
-    return [part.strip() for part in gpus.split(",") if part.strip()]
+    try:
+        return gpu_slots(gpus)
+    except ValueError as none:
+        raise fail(str(none)) from None
 
 
 @app.command()

@@ -29,6 +29,7 @@ from grader.verdicts import CheckFailed, HostBusy, HostFault, Status, Submission
 KINDS = ("shape", "gradient", "accuracy", "speed")
 VISIBILITIES = ("public", "hidden")
 RUN_PLUGIN_NAME = "grader-run"
+HOST_FAULTS = (HostFault, SandboxUnavailable)  # raised in a test: the host broke, the run ends unscored
 
 
 def graded(*, task: str, kind: str, points: float, visibility: str = "hidden") -> Callable[[Any], Any]:
@@ -202,7 +203,7 @@ def classify(excinfo: pytest.ExceptionInfo[BaseException] | None) -> tuple[Statu
         return Status.NOT_RUN, Msg(f"未在此评测主机上运行（原因：`{exc.msg}`）", f"Not run on this grading host: {exc.msg}"), None
     if isinstance(exc, HostBusy):  # the machine, not the submission: not scored, and said so
         return Status.NOT_RUN, exc.message, None
-    if isinstance(exc, (HostFault, SandboxUnavailable)):  # the host broke: nothing more is graded
+    if isinstance(exc, HOST_FAULTS):  # the host broke: nothing more is graded
         return Status.NOT_RUN, Msg(f"评测主机故障（不是你的问题）：{exc}", f"The grading host failed (not your doing): {exc}"), None
     if isinstance(exc, SubmissionProblem):
         return exc.status, exc.message, exc.summary
@@ -234,7 +235,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     status, message, summary = classify(call.excinfo)
     run = grading_run(item.config)
-    if call.excinfo is not None and isinstance(call.excinfo.value, (HostFault, SandboxUnavailable)):
+    if call.excinfo is not None and isinstance(call.excinfo.value, HOST_FAULTS):
         run.host_fault = str(call.excinfo.value)
         item.session.shouldstop = f"host fault: {run.host_fault}"  # the rest would fail the same way
     if message is not None and status not in (Status.GRADER_ERROR, Status.NOT_RUN):

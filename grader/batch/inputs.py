@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,8 +153,8 @@ def discover(inputs: list[Path], packed_dir: Path) -> list[BatchItem]:
             items.append(BatchItem(path.stem, path, source="zip"))
         else:
             raise BatchInputError(f"{path}: not a folder, a .zip or a .csv")
-    seen: dict[str, BatchItem] = {}
-    twice = sorted({item.student for item in items if item.student in seen or seen.setdefault(item.student, item) is not item})
+    counts = Counter(item.student for item in items)
+    twice = sorted(student for student, count in counts.items() if count > 1)
     if twice:
         raise BatchInputError(f"these student ids appear more than once: {', '.join(twice)}; "
                               "give each submission once (or a CSV that names who is who)")

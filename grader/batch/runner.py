@@ -7,6 +7,7 @@ after each one, so they are never behind what a killed batch leaves.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Callable, Generator
 from grader import __version__
 from grader.batch.inputs import BatchItem, output_folder_name
 from grader.batch.job import Job, Settings, submission_seed
-from grader.batch.store import BatchStore, BatchSummary, grades_csv, write_atomic
+from grader.batch.store import BatchStore, BatchSummary, grades_csv, submission_status, write_atomic
 from grader.catalog import Course
 from grader.manifest import course_manifest, sha256_file
 from grader.report import msg_json, now_iso
@@ -39,10 +40,9 @@ def resume_key(job: Job, manifest: str, keyword: str) -> dict[str, Any]:
             "seed_id": job.seed_id}
 
 
-def plan(items: list[BatchItem], course: Course, store: BatchStore, secret: str, force: bool,
+def plan(items: list[BatchItem], manifest: str, store: BatchStore, secret: str, force: bool,
          keyword: str = "") -> tuple[list[Job], list[Job]]:
-    """(jobs to grade, jobs already graded) for ``items``."""
-    manifest = course_manifest(course).sha256
+    """(jobs to grade, jobs already graded) for ``items``, against the course's ``manifest`` hash."""
     todo, reused = [], []
     for item in items:
         folder = output_folder_name(item.student)
@@ -59,19 +59,14 @@ def plan(items: list[BatchItem], course: Course, store: BatchStore, secret: str,
 
 
 def _outcome_status(outcome: dict[str, Any]) -> str:
-    report = outcome.get("report")
-    if report is None:
+    if "report" not in outcome:
         return "host fault" if "host_fault" in outcome else "grader error"
-    if report.get("status") == "refused":
-        return "refused"
-    return "graded" if report.get("complete") else "incomplete"
+    return submission_status(outcome["report"])
 
 
 def write_tables(store: BatchStore, course: Course, jobs: list[Job], reports: dict[str, dict[str, Any] | None],
                  summary: BatchSummary) -> None:
     """``grades.csv`` and ``batch.json`` from the reports (by folder) as they stand."""
-    import json
-
     ordered = [reports.get(job.folder) for job in jobs]
     exercises = [spec.id for spec in course.exercises()]
     rows = [(job.student, job.name, job.folder, report) for job, report in zip(jobs, ordered)]
@@ -86,8 +81,8 @@ def run_batch(items: list[BatchItem], course: Course, out: Path, *, settings: Se
     progress = progress or Progress()
     store = BatchStore(out)
     key = store.secret(secret)
-    todo, reused = plan(items, course, store, key, force, settings.keyword)
     manifest = course_manifest(course).sha256
+    todo, reused = plan(items, manifest, store, key, force, settings.keyword)
     all_jobs = todo + reused
     all_jobs.sort(key=lambda j: j.student)
     if gpus:

@@ -54,9 +54,6 @@ def python_binds() -> tuple[list[tuple[str, str]], str]:
     return sorted(binds.items()), python
 
 
-GPU_CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
-
-
 def gpu_device_nodes(gpus: str | None = "all") -> list[str]:
     """The device nodes a worker with ``gpus`` needs: the control nodes, and only the assigned GPUs'
     own nodes (``/dev/nvidiaN``). A MIG slice is named by UUID, whose parent GPU the node names do

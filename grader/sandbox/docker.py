@@ -239,6 +239,14 @@ def _process_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
 
 
+def _engine_answers(api: Any) -> bool:
+    """Whether the Docker engine behind ``api`` (a low-level client) still answers a ping."""
+    try:
+        return bool(api.ping())
+    except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+        return False
+
+
 def owner_token(pid: int | None = None) -> str:
     pid = os.getpid() if pid is None else pid
     return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '?'}"
@@ -487,10 +495,7 @@ class DockerWorker:
     def host_alive(self) -> bool:
         """Whether the engine still answers: a worker that vanished with its engine died of the
         host, not of the submission."""
-        try:
-            return bool(self._api.ping())
-        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
-            return False
+        return _engine_answers(self._api)
 
     # -- the end -----------------------------------------------------------------------------
     def kill(self) -> None:
@@ -720,18 +725,12 @@ class DockerSandbox:
             try:
                 worker = self._launch(launch.limits, gpus, launch.modules_dir)
             except (requests.exceptions.RequestException, docker.errors.APIError) as exc:
-                if self._engine_answers():
+                if _engine_answers(self.client.api):
                     raise
                 raise DockerSandboxError(f"the Docker engine stopped answering ({type(exc).__name__}); "
                                          "start it again (e.g. `systemctl start docker`)") from None
         self.last_start = {"warm": warm, "hello_ready": worker.hello.is_set(), "start_s": time.monotonic() - begin}
         return worker
-
-    def _engine_answers(self) -> bool:
-        try:
-            return bool(self.client.api.ping())
-        except Exception:  # noqa: BLE001 - any failure to answer means it is gone
-            return False
 
     # -- facts and the end -------------------------------------------------------------------
     def describe(self) -> dict[str, object]:
