@@ -38,6 +38,8 @@ MASK_IGNORED = Msg("掩码没有生效：被屏蔽（False）的位置权重必�
 FULLY_MASKED = Msg("整行被屏蔽时权重和输出都应为 0，不能是 NaN 或均匀分布（可用 torch.finfo(dtype).min 再把这些行置 0）",
                    "A fully masked row must give zero weights and a zero output, not NaN or a uniform row "
                    "(mask with torch.finfo(dtype).min, then zero those rows)")
+HALF = Msg("float16 下出错：屏蔽值请用 torch.finfo(dtype).min（或 -inf），不要写死 -1e9（超出 float16 的范围）",
+           "It fails in float16: mask with torch.finfo(dtype).min (or -inf), not a hard-coded -1e9 (beyond float16's range)")
 KEEP_DTYPE = Msg("float64 输入应得到 float64 输出：新建的张量请用 dtype=x.dtype、device=x.device，不要写死 float32 常数张量",
                  "A float64 input must give a float64 output: create new tensors with dtype=x.dtype and device=x.device")
 META_DEVICE = Msg("在 'meta' 设备上出错：代码里新建的张量（torch.zeros/arange/ones…）没有放到输入所在的设备上（device=x.device）",
@@ -290,6 +292,12 @@ def test_attention_fully_masked_row(student, rng):
     checks.assert_close(weights[1, 2], torch.zeros(5), f"{what}[1][1, 2] (weights of the masked row)", hint=FULLY_MASKED)
     checks.assert_close(output[1, 2], torch.zeros(3), f"{what}[0][1, 2] (output of the masked row)", hint=FULLY_MASKED)
     _check_attention((output, weights), q, k, v, mask, what)
+    half = "scaled_dot_product_attention(q.half(), k.half(), v.half(), mask)"
+    output, weights = _pair(_call_or_fail(lambda: student.scaled_dot_product_attention(q.half(), k.half(), v.half(), mask),
+                                          half, HALF), half)
+    checks.assert_finite(output, f"{half}[0]", hint=HALF)
+    checks.assert_close(output.float(), F.scaled_dot_product_attention(q, k, v, attn_mask=mask), f"{half}[0]",
+                        atol=1e-2, rtol=1e-2, rel_l2=1e-2, hint=HALF)
 
 
 @graded(task="scaled_dot_product_attention", kind="shape", points=1, visibility="hidden")
@@ -886,14 +894,26 @@ def _expected_logits(modules, tokens: torch.Tensor, pad: int, variant: str | Non
     x = F.embedding(tokens, embedding) * (1.0 if variant == "no_scale" else math.sqrt(d))
     if variant != "no_position":
         x = x + _sinusoids(tokens.shape[1], d, torch.float32)
-    ignore = real if variant == "polarity" else ~real
     with torch.enable_grad():
         for layer in torch_layers:
-            x = layer(x, src_key_padding_mask=None if variant == "no_mask" else ignore)
+            # with the polarity flipped a sequence without PAD has no key left: PyTorch would give NaN there,
+            # the exercise's attention zeros, so that mistake is computed with _attention_weights
+            x = _manual_layer(layer, x, ~real) if variant == "polarity" else layer(x, src_key_padding_mask=~real)
     x = x.detach()
     weights = real.unsqueeze(-1).float() if variant != "pool_pad" else torch.ones_like(real).unsqueeze(-1).float()
     pooled = (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
     return head(pooled).detach()
+
+
+def _manual_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """A post-norm layer from PyTorch's weights, keys allowed where ``allowed`` (B, T) is True, fully masked rows zero."""
+    attn = layer.self_attn
+    b, t, d = x.shape
+    h = attn.num_heads
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    mixed = _attention_weights(q, k, allowed[:, None, None, :]) @ v
+    x = layer.norm1(x + attn.out_proj(mixed.permute(0, 2, 1, 3).reshape(b, t, d)))
+    return layer.norm2(x + layer.linear2(F.relu(layer.linear1(x))))
 
 
 def _classifier_mistakes(modules, tokens, pad) -> dict[Msg, torch.Tensor]:

@@ -43,7 +43,7 @@ class MultiHeadAttention(nn.Module):
         b, lq, d_model = q.shape
         values = self._split(self.w_v(v))
         heads, weights = scaled_dot_product_attention(self._split(self.w_q(q)), self._split(self.w_k(k)), values, mask)
-        if self.training and self.dropout.p > 0:
+        if self.training:
             # dropout on the weights that mix the values; the weights returned are the ones before it
             heads = self.dropout(weights) @ values
         merged = heads.transpose(1, 2).reshape(b, lq, d_model)
@@ -75,7 +75,7 @@ def causal_mask(size: int, device: torch.device | str | None = None) -> torch.Te
 
 def padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     if max_len is None:
-        max_len = int(lengths.max()) if lengths.numel() else 0
+        max_len = int(lengths.max())
     positions = torch.arange(max_len, device=lengths.device)
     return (positions.unsqueeze(0) < lengths.unsqueeze(1))[:, None, None, :]
 
