@@ -29,8 +29,8 @@ pytestmark = pytest.mark.exercise("ex09_transformer")
 # -- feedback ----------------------------------------------------------------------------------------
 SOFTMAX_DIM = Msg("注意力权重每行之和应为 1：softmax 应作用于最后一维（key 维，dim=-1）",
                   "Each row of the attention weights must sum to 1: softmax over the key dim (-1)")
-SCALE = Msg("缩放因子应为 1/√d_k（d_k = q.size(-1)），不是 1/d_k，也不能省略",
-            "Scale by 1/sqrt(d_k) (d_k = q.size(-1)), not 1/d_k, and do not leave it out")
+SCALE = Msg("缩放因子应为 1/√d_k（d_k = q.size(-1)），不是 1/d_k", "Scale by 1/sqrt(d_k) (d_k = q.size(-1)), not 1/d_k")
+NO_SCALE = Msg("缩放因子应为 1/√d_k（d_k = q.size(-1)），不能省略", "Scale by 1/sqrt(d_k) (d_k = q.size(-1)), do not leave it out")
 POLARITY = Msg("掩码语义相反：本练习中 True 表示可以关注，False 表示屏蔽",
                "Inverted mask polarity: in this exercise True means 'may attend', False means blocked")
 MASK_IGNORED = Msg("掩码没有生效：被屏蔽（False）的位置权重必须为 0",
@@ -114,8 +114,8 @@ KEY_PADDING = Msg("PyTorch 的 src_key_padding_mask / nn.MultiheadAttention 的�
 EMBED_SCALE = Msg("嵌入应乘以 √d_model 再加位置编码", "Multiply the embeddings by sqrt(d_model) before adding the positional encoding")
 CLASSIFIER_LAYERS = Msg("层的属性名或形状与规格不同：embedding（padding_idx=pad_idx）、pos、layers、classifier",
                         "Layer names or shapes differ from the spec: embedding (padding_idx=pad_idx), pos, layers, classifier")
-PAD_ROW = Msg("PAD 的嵌入行不应得到梯度：nn.Embedding(vocab_size, d_model, padding_idx=pad_idx)",
-              "The PAD embedding row must get no gradient: nn.Embedding(vocab_size, d_model, padding_idx=pad_idx)")
+PAD_ROW = Msg("PAD 的嵌入行应为 0 且不得到梯度：nn.Embedding(vocab_size, d_model, padding_idx=pad_idx)",
+              "The PAD embedding row must be zero and get no gradient: nn.Embedding(vocab_size, d_model, padding_idx=pad_idx)")
 ALL_PAD = Msg("整条序列都是 PAD 时池化结果应为 0 向量（分母至少为 1），不能是 NaN",
               "A sequence that is all PAD pools to the zero vector (the divisor is at least 1), not NaN")
 
@@ -163,7 +163,7 @@ def _attention_weights(q, k, mask=None, variant: str | None = None) -> torch.Ten
 
 def _attention_mistakes(q, k, v, mask) -> dict[Msg, torch.Tensor]:
     found = {}
-    for variant, hint in (("dim_minus_2", SOFTMAX_DIM), ("d_k", SCALE), ("no_scale", SCALE), ("inverted", POLARITY),
+    for variant, hint in (("dim_minus_2", SOFTMAX_DIM), ("d_k", SCALE), ("no_scale", NO_SCALE), ("inverted", POLARITY),
                           ("ignore_mask", MASK_IGNORED)):
         if variant in ("inverted", "ignore_mask") and mask is None:
             continue
@@ -347,7 +347,7 @@ def _compare_timed(student, reference, kind: str, args: list, rng, spec, ctor: l
 
 @graded(task="scaled_dot_product_attention", kind="speed", points=1, visibility="hidden")
 def test_attention_speed(student, reference_worker, spec, rng):
-    """Attention over (8, 8) batches and heads with a padding mask costs at most a few times the reference's."""
+    """Attention over (16, 16) batches and heads with a padding mask costs at most a few times the reference's."""
     p = spec.param("attention_speed")
     args = [{"randn": p["q"]}, {"randn": p["k"]}, {"randn": p["v"]}, {"rand_bool": p["mask"], "p": 0.9}]
     result = _compare_timed(student, reference_worker, "attention", args, rng, spec)
@@ -540,7 +540,7 @@ def test_mha_dropout_on_weights_in_train_mode(student, rng):
 
 @graded(task="MultiHeadAttention", kind="speed", points=1, visibility="hidden")
 def test_mha_speed(student, reference_worker, spec, rng):
-    """Self-attention with 16 heads of 4 dims costs at most a few times the reference's (no loop over heads)."""
+    """Self-attention with 32 heads of 2 dims costs at most a few times the reference's (no loop over heads)."""
     p = spec.param("mha_speed")
     result = _compare_timed(student, reference_worker, "mha", [{"randn": p["x"]}], rng, spec,
                             ctor=[p["d_model"], p["num_heads"]])
@@ -564,8 +564,9 @@ def _by_batch(x: torch.Tensor, table: torch.Tensor) -> dict[Msg, torch.Tensor]:
     return {SEQ_LEN: x + rows} if rows.shape[0] in (1, x.shape[1]) else {}
 
 
-def _run_pe(student, d: int, max_len: int, x: torch.Tensor, what: str, **kwargs) -> dict:
-    res = student.probe("module_run", cls="PositionalEncoding", args=[d, max_len], inputs=[x], **kwargs)
+def _run_pe(student, d: int, max_len: int | None, x: torch.Tensor, what: str, **kwargs) -> dict:
+    args = [d] if max_len is None else [d, max_len]
+    res = student.probe("module_run", cls="PositionalEncoding", args=args, inputs=[x], **kwargs)
     error = res.get("error") or ""
     hint = ODD_D if d % 2 and "size" in error else SEQ_LEN if "must match the size" in error else None
     _fail_on_error(res, what, hint)
@@ -585,6 +586,9 @@ def test_pe_is_a_buffer_and_keeps_shape(student, rng):
         f"PositionalEncoding needs a buffer named pe, its buffers are {res['buffer_keys']}"), BUFFER)
     checks.assert_shape(res["state"]["pe"], (50, 16), "PositionalEncoding(16, 50).pe")
     checks.assert_shape(res["outs"][0], (3, 7, 16), "PositionalEncoding(16, 50)(x[3,7,16])")
+    res = _run_pe(student, 4, None, torch.randn(2, 3, 4, generator=rng), "PositionalEncoding(4)(x[2,3,4])",
+                  return_state=True)
+    checks.assert_shape(res["state"].get("pe"), (5000, 4), "PositionalEncoding(4).pe (default max_len=5000)")
 
 
 @graded(task="PositionalEncoding", kind="accuracy", points=2, visibility="public")
@@ -603,11 +607,12 @@ def test_pe_values_even_and_odd(student, rng):
 
 @graded(task="PositionalEncoding", kind="gradient", points=1, visibility="public")
 def test_pe_input_gradient_is_identity(student, rng):
-    """With dropout 0 the gradient reaching the input equals the gradient of the output."""
+    """With the default dropout (0), in train mode, the gradient reaching the input equals the gradient of the output."""
     x = torch.randn(2, 5, 6, generator=rng)
     g = torch.randn(2, 5, 6, generator=rng)
-    res = _run_pe(student, 6, 20, x, "PositionalEncoding(6, 20)(x)", input_grad=[0], grad_output=g)
-    checks.assert_grad(res["input_grads"][0], g, "x, PositionalEncoding(6, 20)")
+    res = _run_pe(student, 6, 20, x, "PositionalEncoding(6, 20).train()(x)", input_grad=[0], grad_output=g,
+                  modes=["train"])
+    checks.assert_grad(res["input_grads"][0], g, "x, PositionalEncoding(6, 20).train()")
 
 
 @graded(task="PositionalEncoding", kind="accuracy", points=1, visibility="hidden")
@@ -786,7 +791,7 @@ def _layer_hint(res: dict) -> Msg | None:
 def _check_layer(student, rng, d, h, d_ff, x, keep, norm_first: bool, what: str, dtype=None) -> dict:
     layer = _torch_layer(rng, d, h, d_ff, norm_first, x.dtype)
     mask = None if keep is None else keep[:, None, None, :]
-    res = student.probe("module_run", cls="EncoderLayer", args=[d, h, d_ff], kwargs={"norm_first": norm_first},
+    res = student.probe("module_run", cls="EncoderLayer", args=[d, h, d_ff], kwargs={"norm_first": True} if norm_first else {},
                         inputs=[x, mask], state=_layer_state(layer), dtype=dtype)
     _fail_on_error(res, what, _layer_hint(res))
     hint = _layer_hint(res)
@@ -939,27 +944,32 @@ def test_classifier_shape_and_layers(student, rng):
     tokens = _tokens(rng, [7, 4, 2, 6], 7, 20, 0)
     what = "TransformerClassifier(20, 16, 4, 2, 32, 3)"
     res = student.probe("module_run", cls="TransformerClassifier", args=[20, 16, 4, 2, 32, 3], inputs=[tokens],
-                        seed=_seed(rng))
+                        seed=_seed(rng), return_state=True)
     _check_structure(res, _classifier_shapes(20, 16, 2, 32, 3), what, CLASSIFIER_LAYERS)
     checks.assert_true("pos.pe" in res["state_keys"], Msg(f"{what}.state_dict() 中没有 pos.pe",
                                                           f"{what}.state_dict() has no pos.pe"), CLASSIFIER_LAYERS)
     checks.assert_shape(res["outs"][0], (4, 3), f"{what}(tokens[4, 7])")
+    checks.assert_shape(res["state"].get("pos.pe"), (128, 16), f"{what}.pos.pe (default max_len=128)")
 
 
 @graded(task="TransformerClassifier", kind="gradient", points=2, visibility="public")
 def test_classifier_gradients(student, rng):
-    """Every parameter of every layer gets a gradient, except the PAD row of the embedding, which gets none."""
+    """Every parameter of every layer gets a gradient, except the PAD row of the embedding, which starts at zero and gets none."""
     tokens = _tokens(rng, [6, 3, 5], 6, 12, 0)
     what = "TransformerClassifier(12, 8, 2, 2, 16, 2, dropout=0.0)"
     res = student.probe("module_run", cls="TransformerClassifier", args=[12, 8, 2, 2, 16, 2],
                         kwargs={"dropout": 0.0}, inputs=[tokens], seed=_seed(rng), modes=["train"],
-                        grad_output=torch.randn(3, 2, generator=rng))
+                        grad_output=torch.randn(3, 2, generator=rng), return_state=True)
     _fail_on_error(res, what)
     checks.assert_attached(res["outs"][0], what, hint=DETACHED)
     for name, grad in res["grads"].items():
         nonzero = grad is not None and bool((grad[1:] if name == "embedding.weight" else grad).abs().sum() > 0)
         checks.assert_true(nonzero, Msg(f"{what}：参数 {name} 没有得到（非零）梯度",
                                         f"{what}: parameter {name} received no (non-zero) gradient"), UNUSED)
+    pad_row = res["state"].get("embedding.weight")
+    checks.assert_true(pad_row is not None and bool((pad_row[0] == 0).all()), Msg(
+        f"{what}：新建模型的 embedding.weight[0]（PAD）不是 0", f"{what}: a new model's embedding.weight[0] (PAD) is not zero"),
+        PAD_ROW)
     pad_grad = res["grads"].get("embedding.weight")
     checks.assert_true(pad_grad is not None and bool((pad_grad[0] == 0).all()), Msg(
         f"{what}：embedding.weight[0]（PAD）得到了梯度", f"{what}: embedding.weight[0] (PAD) received a gradient"), PAD_ROW)
