@@ -1036,22 +1036,32 @@ def test_classifier_matches_torch_layers(student, rng):
                             mistakes=_classifier_mistakes(modules, tokens, pad))
 
 
-@graded(task="TransformerClassifier", kind="accuracy", points=2, visibility="hidden")
+@graded(task="TransformerClassifier", kind="accuracy", points=2, visibility="public")
 def test_classifier_padding_invariance(student, rng):
-    """In eval mode appending PAD tokens changes no logit; a sequence with one real token and one of all PAD are finite;
-    on the meta device the logits stay on meta."""
+    """In eval mode appending PAD tokens to every sequence changes no logit (PAD is neither attended to nor pooled)."""
     tokens = _tokens(rng, [5, 3, 1, 5], 5, 10, 0)
     longer = torch.cat([tokens, torch.zeros(4, 4, dtype=torch.long)], 1)
     what = "TransformerClassifier(10, 8, 2, 2, 16, 2, max_len=12)"
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 2, 16, 2],
                         kwargs={"max_len": 12}, inputs=[tokens], seed=_seed(rng), modes=["train", "eval"],
-                        more=[[longer], [torch.zeros(1, 5, dtype=torch.long)]])
+                        more=[[longer]])
     _fail_on_error(res, what)
     base = res["outs"][1]
     checks.assert_finite(base, f"{what}.eval()(tokens)", hint=ALL_PAD)
     checks.assert_close(res["more_outs"][0], base, f"{what}.eval()(tokens + 4 PAD)", atol=1e-5, rtol=1e-4,
                         hint=POOL_PAD)
-    checks.assert_finite(res["more_outs"][1], f"{what}.eval()(all PAD)", hint=ALL_PAD)
+
+
+@graded(task="TransformerClassifier", kind="shape", points=1, visibility="hidden")
+def test_classifier_all_pad_and_meta(student, rng):
+    """A sequence of all PAD gives finite logits; on the meta device the logits stay on meta."""
+    what = "TransformerClassifier(10, 8, 2, 2, 16, 2, max_len=12)"
+    tokens = torch.cat([_tokens(rng, [4], 5, 10, 0), torch.zeros(1, 5, dtype=torch.long)])
+    res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 2, 16, 2],
+                        kwargs={"max_len": 12}, inputs=[tokens], seed=_seed(rng))
+    _fail_on_error(res, what)
+    checks.assert_shape(res["outs"][0], (2, 2), f"{what}.eval()(tokens, second all PAD)")
+    checks.assert_finite(res["outs"][0], f"{what}.eval()(tokens, second all PAD)", hint=ALL_PAD)
     meta = torch.zeros(2, 5, dtype=torch.long, device="meta")
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 1, 16, 2], kwargs={"max_len": 12},
                         inputs=[meta], device="meta")
