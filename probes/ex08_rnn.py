@@ -87,9 +87,9 @@ def cell_unroll(impl: ModuleType, input_size: int, hidden_size: int, xs: torch.T
 
     With ``cell_state`` the weights come from an ``nn.LSTMCell`` holding that state, through the
     student's ``load_from`` (``load="load_from"``) or ``load_state_dict`` (``load="state_dict"``).
-    The cell is then cast to ``dtype`` and moved to ``device``; step 0 gets ``state0`` (or None),
-    each later step the previous ``(h, c)``. Returns the stacked ``hs`` and ``cs`` (``(T, B, H)``)
-    and, with ``grad_outputs = [gh, gc]``, the gradients of ``<hs, gh> + <cs, gc>`` with respect
+    The cell is cast to ``dtype`` before it loads and moved to ``device`` after; step 0 gets
+    ``state0`` (or None), each later step the previous ``(h, c)``. Returns the stacked ``hs`` and
+    ``cs`` (``(T, B, H)``) and, with ``grad_outputs = [gh, gc]``, the gradients of ``<hs, gh> + <cs, gc>`` with respect
     to the parameters, ``xs`` and ``state0``.
 
     What it trusts: nothing it reports is a verdict. The grader computes the outputs and gradients
@@ -99,18 +99,18 @@ def cell_unroll(impl: ModuleType, input_size: int, hidden_size: int, xs: torch.T
     model = _build(impl, "LSTMCellScratch", [input_size, hidden_size], {}, seed, result)
     if model is None:
         return result
+    if dtype is not None:
+        model = model.to(dtype)
     if cell_state is not None:
         with observe_errors(result, "load_error", impl):
             if load == "load_from":
-                source = _LSTM_CELL(input_size, hidden_size)
+                source = _LSTM_CELL(input_size, hidden_size).to(dtype or next(iter(cell_state.values())).dtype)
                 source.load_state_dict(cell_state)
                 model.load_from(source)
             else:
                 model.load_state_dict(cell_state)
         if result["load_error"] is not None:
             return result
-    if dtype is not None:
-        model = model.to(dtype)
     if device is not None:
         model = model.to(device)
         xs = xs.to(device)
