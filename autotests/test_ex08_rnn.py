@@ -54,6 +54,9 @@ FORECASTER_LAYERS = Msg("层的名字或形状与规格不同：self.rnn = nn.LS
                         "batch_first=True)，self.head = nn.Linear(hidden_size, 1)",
                         "Layer names or shapes differ from the spec: self.rnn = nn.LSTM/nn.GRU(1, hidden_size, "
                         "num_layers, batch_first=True), self.head = nn.Linear(hidden_size, 1)")
+ROWS_ARE_STEPS = Msg("输出有 T 行而不是 B 行：应取最后一个时间步 out[:, -1]（out[-1] 是最后一个样本），并设置 batch_first=True",
+                    "The output has T rows instead of B: use the last time step out[:, -1] (out[-1] is the last "
+                    "sample), and set batch_first=True")
 KEEP_BATCH = Msg("输出应为 (B, 1)：不要 squeeze()，B = 1 时也要保留批维",
                  "The output must be (B, 1): no squeeze(), keep the batch dimension for B = 1 too")
 
@@ -130,12 +133,12 @@ def _fail_on_error(res: dict, what: str, hint: Msg | None = None) -> None:
 def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: Msg,
                      special: dict[str, tuple[list[int], Msg]] | None = None) -> None:
     """The registered parameters are the spec's (names and shapes); ``special`` names a wrong shape with its hint."""
-    _fail_on_error(res, what, hint)
-    got = res["param_shapes"]
+    got = res.get("param_shapes") or {}
     for name, (wrong, wrong_hint) in (special or {}).items():
         if got.get(name) == wrong and shapes[name] != wrong:
             checks.fail(Msg(f"{what}：{name} 的形状为 {wrong}，应为 {shapes[name]}",
                             f"{what}: {name} has shape {wrong}, expected {shapes[name]}"), wrong_hint)
+    _fail_on_error(res, what, hint)
     missing = sorted(set(shapes) - set(got))
     extra = sorted(set(got) - set(shapes))
     wrong = sorted(k for k in set(shapes) & set(got) if got[k] != shapes[k])
@@ -254,7 +257,18 @@ def test_cell_matches_lstmcell(student, rng):
     """After load_from(nn.LSTMCell(6, 4)), 10 unrolled steps on a batch of 3 equal nn.LSTMCell's h and c."""
     state, xs, state0 = _cell_case(rng, 10, 3, 6, 4)
     res = student.probe("cell_unroll", input_size=6, hidden_size=4, xs=xs, cell_state=state, state0=state0)
-    _check_cell_outputs(res, state, xs, state0, "LSTMCellScratch(6, 4) after load_from, 10 steps")
+    what = "LSTMCellScratch(6, 4) after load_from, 10 steps"
+    _fail_on_error(res, what, LOAD_FROM if res.get("load_error") else None)
+    expected, _ = _torch_cell_unroll(state, xs, state0)
+    if not all(isinstance(o, torch.Tensor) and o.shape == e.shape and torch.allclose(o, e, atol=1e-5)
+               for o, e in zip(res["outs"], expected)):
+        by_state_dict = student.probe("cell_unroll", input_size=6, hidden_size=4, xs=xs, cell_state=state,
+                                      state0=state0, load="state_dict")
+        if not by_state_dict.get("error") and not by_state_dict.get("load_error") and all(
+                torch.allclose(o, e, atol=1e-5) for o, e in zip(by_state_dict["outs"], expected)):
+            checks.fail(Msg(f"{what}：用 load_state_dict 载入时结果正确，用 load_from 时不正确",
+                            f"{what}: the outputs are right after load_state_dict but wrong after load_from"), LOAD_FROM)
+    _check_cell_outputs(res, state, xs, state0, what)
 
 
 @graded(task="LSTMCellScratch", kind="gradient", points=2, visibility="public")
@@ -316,8 +330,9 @@ def test_cell_finite_differences(student, rng):
 def test_cell_meta_device(student, rng):
     """On the meta device with state=None the outputs are (B, H) on meta: the zero state is made on x's device."""
     state, xs, _ = _cell_case(rng, 2, 3, 4, 5, with_state=False)
-    res = student.probe("cell_unroll", input_size=4, hidden_size=5, xs=xs, cell_state=state, device="meta")
     what = "LSTMCellScratch(4, 5).to('meta')(x.to('meta'), None)"
+    res = _call_or_fail(lambda: student.probe("cell_unroll", input_size=4, hidden_size=5, xs=xs, cell_state=state,
+                                              device="meta"), what, INIT_STATE)
     _fail_on_error(res, what, INIT_STATE)
     for k in range(2):
         checks.assert_shape(res["outs"][k], (2, 3, 5), what)
@@ -365,17 +380,24 @@ def _check_forecast(student, rng, batch: int, steps: int, hidden: int, layers: i
     _check_structure(res, _forecaster_shapes(hidden, layers, cell), what, FORECASTER_LAYERS)
     _fail_on_error(res, what)
     out = res["out"]
-    hint = None
-    if isinstance(out, torch.Tensor) and list(out.shape) == [steps, 1] and batch != steps:
-        hint = BATCH_FIRST
-    elif isinstance(out, torch.Tensor) and list(out.shape) in ([batch], [1]):
-        hint = KEEP_BATCH
-    mistakes = {LAST_STEP: _forecast(state, x, hidden, layers, cell, "first_step")}
+    mistakes = {LAST_STEP: _forecast(state, x, hidden, layers, cell, "first_step"),
+                BATCH_FIRST: _forecast(state, x, hidden, layers, cell, "not_batch_first")}
     if layers > 1:
         mistakes[TOP_LAYER] = _forecast(state, x, hidden, layers, cell, "first_layer")
-    if batch == steps:
-        mistakes[BATCH_FIRST] = _forecast(state, x, hidden, layers, cell, "not_batch_first")
-    checks.assert_close(out, _forecast(state, x, hidden, layers, cell), what, hint=hint, mistakes=mistakes)
+    checks.assert_close(out, _forecast(state, x, hidden, layers, cell), what, hint=_forecast_shape_hint(out, batch, steps),
+                        mistakes=mistakes)
+
+
+def _forecast_shape_hint(out, batch: int, steps: int) -> Msg | None:
+    """The hint a wrong output shape points to."""
+    shape = list(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape == [steps, 1] and batch != steps:
+        return ROWS_ARE_STEPS
+    if shape is not None and len(shape) == 3 and shape[1:] == [batch, 1]:
+        return TOP_LAYER
+    if shape in ([batch], [1], []):
+        return KEEP_BATCH
+    return None
 
 
 @graded(task="SineForecaster", kind="shape", points=1, visibility="public")
@@ -389,9 +411,7 @@ def test_forecaster_shapes(student, rng):
             what = f"SineForecaster(8, cell={cell!r})(x[4,{steps},1])"
             _check_structure(res, _forecaster_shapes(8, 1, cell), what, FORECASTER_LAYERS)
             _fail_on_error(res, what)
-            out = res["out"]
-            hint = BATCH_FIRST if isinstance(out, torch.Tensor) and list(out.shape) == [steps, 1] else None
-            checks.assert_shape(out, (4, 1), what, hint)
+            checks.assert_shape(res["out"], (4, 1), what, _forecast_shape_hint(res["out"], 4, steps))
 
 
 @graded(task="SineForecaster", kind="accuracy", points=2, visibility="public")
@@ -437,9 +457,9 @@ def test_forecaster_edge_cases(student, rng):
 def test_forecaster_meta_device(student):
     """On the meta device a 2-layer GRU forecaster gives (B, 1) on meta."""
     x = torch.empty(3, 7, 1, device="meta")
-    res = student.probe("module_run", cls="SineForecaster", args=[], kwargs={"hidden_size": 6, "num_layers": 2,
-                        "cell": "gru"}, inputs=[x], device="meta")
     what = "SineForecaster(6, 2, 'gru').to('meta')(x[3,7,1] on meta)"
+    res = _call_or_fail(lambda: student.probe("module_run", cls="SineForecaster", args=[], kwargs={
+        "hidden_size": 6, "num_layers": 2, "cell": "gru"}, inputs=[x], device="meta"), what, META_DEVICE)
     _fail_on_error(res, what, META_DEVICE)
     checks.assert_shape(res["out"], (3, 1), what)
     checks.assert_device(res["out"], "meta", what, hint=META_DEVICE)
@@ -782,11 +802,14 @@ def _seq2seq_case(rng: torch.Generator, batch: int, src_len: int, tgt_len: int, 
 
 
 def _run_seq2seq(student, state, src, tgt, args, ratio, seeds, decode_len=None, global_seed=0, device=None):
-    res = student.probe("seq2seq_run", args=args, kwargs={}, state=state, src=src, tgt=tgt, ratio=ratio,
-                        generator_seeds=seeds, decode_len=decode_len, global_seed=global_seed, device=device)
     what = f"Seq2Seq{tuple(args)}(src[{src.shape[0]},{src.shape[1]}], tgt[{tgt.shape[0]},{tgt.shape[1]}], {ratio})"
+    if device is not None:
+        what += f" on {device}"
+    res = _call_or_fail(lambda: student.probe(
+        "seq2seq_run", args=args, kwargs={}, state=state, src=src, tgt=tgt, ratio=ratio, generator_seeds=seeds,
+        decode_len=decode_len, global_seed=global_seed, device=device), what, OUTPUT_DEVICE if device else None)
     _check_structure(res, _seq2seq_shapes(*args), f"Seq2Seq{tuple(args)}", SEQ2SEQ_LAYERS)
-    _fail_on_error(res, what, META_DEVICE if device == "meta" else None)
+    _fail_on_error(res, what, OUTPUT_DEVICE if device == "meta" else None)
     return res, what
 
 
@@ -837,7 +860,7 @@ def test_seq2seq_matches_spec(student, rng):
 def test_seq2seq_teacher_forcing_from_generator(student, rng):
     """With ratio 0.5 the choices come from the given generator, one draw after each step but the last:
     the logits equal the spec's for that seed."""
-    state, src, tgt, args = _seq2seq_case(rng, 4, 4, 9)
+    state, src, tgt, args = _seq2seq_case(rng, 4, 4, 12)
     seed = _seed(rng)
     res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [seed])
     with torch.no_grad():
@@ -859,14 +882,14 @@ def test_seq2seq_gradients(student, rng):
     _check_structure(res, _seq2seq_shapes(*args), what, SEQ2SEQ_LAYERS)
     _fail_on_error(res, what)
     checks.assert_attached(res["out"], what, hint=DETACHED)
-    params = {k: v.clone().requires_grad_(True) for k, v in state.items()}
-    expected = _spec_decode(params, src, tgt, 1.0, None)
-    _check_logits(res["out"], expected.detach(), what)
-    grads = dict(zip(params, torch.autograd.grad(expected, list(params.values()), g)))
     got = res["grads"].get("encoder_embedding.weight")
     checks.assert_true(got is not None and bool(got.abs().sum() > 0), Msg(
         f"{what}：encoder_embedding.weight 没有得到梯度", f"{what}: encoder_embedding.weight received no gradient"),
         ENCODER_STATE)
+    params = {k: v.clone().requires_grad_(True) for k, v in state.items()}
+    expected = _spec_decode(params, src, tgt, 1.0, None)
+    _check_logits(res["out"], expected.detach(), what)
+    grads = dict(zip(params, torch.autograd.grad(expected, list(params.values()), g)))
     for name, want in grads.items():
         checks.assert_grad(res["grads"].get(name), want, f"{what}: {name}", hint=DETACHED)
 
