@@ -65,6 +65,8 @@ class LSTMCellScratch(nn.Module):
         raise NotImplementedError("TODO: LSTMCellScratch.forward")
 
     def load_from(self, cell: nn.LSTMCell) -> None:
+        """把 ``cell`` 的四个参数的数值复制到自己的参数里（见类的说明），返回 ``None``。
+        Copy the values of ``cell``'s four parameters into your own (see the class docstring); return ``None``."""
         raise NotImplementedError("TODO: LSTMCellScratch.load_from")
 
 
@@ -239,4 +241,6 @@ class Seq2Seq(nn.Module):
 
     @torch.no_grad()
     def greedy_decode(self, src: torch.Tensor, max_len: int) -> torch.Tensor:
+        """贪心解码 ``max_len`` 步，返回 ``(B, max_len)`` ``int64``，不含 ``<SOS>``（见类的说明）。
+        Greedy decoding for ``max_len`` steps: ``(B, max_len)`` ``int64`` without ``<SOS>`` (see the class docstring)."""
         raise NotImplementedError("TODO: Seq2Seq.greedy_decode")
