@@ -41,6 +41,9 @@ CELL_PARAMS = Msg("参数应与 nn.LSTMCell 相同：weight_ih (4H, I)、weight_
 LOAD_FROM = Msg("load_from(cell) 要把 cell 的四个参数（weight_ih、weight_hh、bias_ih、bias_hh）的数值全部复制过来",
                 "load_from(cell) must copy the values of all four of cell's parameters (weight_ih, weight_hh, "
                 "bias_ih, bias_hh)")
+INIT_UNIFORM = Msg("参数初始化为 U(−1/√H, 1/√H)：例如 nn.init.uniform_(p, -1 / math.sqrt(H), 1 / math.sqrt(H))",
+                   "Initialise every parameter from U(−1/√H, 1/√H), e.g. nn.init.uniform_(p, -1 / math.sqrt(H), "
+                   "1 / math.sqrt(H))")
 BOTH_BIASES = Msg("两个偏置都要加：gates = x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh",
                   "Add both biases: gates = x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh")
 
@@ -246,6 +249,13 @@ def test_cell_parameters_and_shapes(student, rng):
     """LSTMCellScratch(3, 5) has nn.LSTMCell's four parameters; one step on (4, 3) with state=None gives h and c of (4, 5), float32."""
     res = student.probe("cell_unroll", input_size=3, hidden_size=5, xs=torch.randn(1, 4, 3, generator=rng))
     _check_structure(res, _cell_shapes(3, 5), "LSTMCellScratch(3, 5)", CELL_PARAMS)
+    bound = 1 / math.sqrt(5)
+    for name, value in res["initial_state"].items():
+        checks.assert_true(bool(torch.isfinite(value).all()) and float(value.abs().max()) <= bound
+                           and float(value.std()) > bound / 10, Msg(
+            f"LSTMCellScratch(3, 5)：新建的 {name} 不在 U(−1/√H, 1/√H) = U(−{bound:.3f}, {bound:.3f}) 中（或全相同）",
+            f"LSTMCellScratch(3, 5): a new {name} is not drawn from U(−1/√H, 1/√H) = U(−{bound:.3f}, {bound:.3f}) "
+            "(or all its values are equal)"), INIT_UNIFORM)
     _fail_on_error(res, "LSTMCellScratch(3, 5)(x[4,3], None)", INIT_STATE)
     for k, label in enumerate(("h", "c")):
         checks.assert_dtype(res["outs"][k], torch.float32, f"LSTMCellScratch(3, 5)(x[4,3], None) → {label}")

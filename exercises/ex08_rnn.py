@@ -25,7 +25,8 @@ class LSTMCellScratch(nn.Module):
 
     - 参数（名字和形状与 ``nn.LSTMCell`` 相同，``H = hidden_size``、``I = input_size``）：
       ``weight_ih``：``(4H, I)``，``weight_hh``：``(4H, H)``，``bias_ih``、``bias_hh``：``(4H,)``，都是
-      ``nn.Parameter``，不要有别的参数。初始化用 ``U(−1/√H, 1/√H)``（与 PyTorch 相同；测试不检查初始值）。
+      ``nn.Parameter``，不要有别的参数。每个参数都初始化为 ``U(−1/√H, 1/√H)``（与 PyTorch 相同；测试会检查
+      新建模块的参数落在这个区间内且不全相同）。
     - ``forward(x, state)``：``x`` 为 ``(B, I)``，``state`` 为 ``(h, c)``，各为 ``(B, H)``，或 ``None``。
       ``None`` 表示 ``h`` 和 ``c`` 都是全 0，且与 ``x`` **同设备、同 dtype**（例如 ``x.new_zeros(B, H)``；
       测试会在 ``meta`` 设备和 ``float64`` 上运行）。
@@ -41,8 +42,8 @@ class LSTMCellScratch(nn.Module):
 
     - Parameters (the names and shapes of ``nn.LSTMCell``, ``H = hidden_size``, ``I = input_size``):
       ``weight_ih``: ``(4H, I)``, ``weight_hh``: ``(4H, H)``, ``bias_ih`` and ``bias_hh``: ``(4H,)``, all
-      ``nn.Parameter``\\ s, and no other parameters. Initialise from ``U(−1/√H, 1/√H)`` (as PyTorch does;
-      the tests do not check initial values).
+      ``nn.Parameter``\\ s, and no other parameters. Initialise every one from ``U(−1/√H, 1/√H)`` (as PyTorch
+      does; a test checks that a new module's values lie in that range and are not all equal).
     - ``forward(x, state)``: ``x`` is ``(B, I)``; ``state`` is ``(h, c)``, each ``(B, H)``, or ``None``.
       ``None`` means ``h`` and ``c`` are zeros **on x's device and in x's dtype** (e.g. ``x.new_zeros(B, H)``;
       the tests run on the ``meta`` device and in ``float64``).
