@@ -735,6 +735,20 @@ def test_classifier_edge_cases(student, rng):
     _check_classifier(student, rng, 5, 7, layers=2, pad=3, dropout=0.3, extra_pad=2)
 
 
+@graded(task="BiLSTMClassifier", kind="shape", points=1, visibility="hidden")
+def test_classifier_meta_device(student, rng):
+    """With the model and tokens on the meta device and the lengths on the CPU, the logits are (B, C) on meta."""
+    _, lengths = _sentences(rng, 4, 6, 13)
+    tokens = torch.empty(4, 6, dtype=torch.long, device="meta")
+    what = "BiLSTMClassifier(13, 5, 4, 3, num_layers=2).to('meta')(tokens on meta, lengths on cpu)"
+    res = _call_or_fail(lambda: student.probe("module_run", cls="BiLSTMClassifier", args=[13, 5, 4, 3],
+                                              kwargs={"num_layers": 2}, inputs=[tokens, lengths], device="meta"),
+                        what, META_DEVICE)
+    _fail_on_error(res, what, META_DEVICE)
+    checks.assert_shape(res["out"], (4, 3), what)
+    checks.assert_device(res["out"], "meta", what, hint=META_DEVICE)
+
+
 def _make_sentiment(n: int, p: dict, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids 2-9 are positive, 10-17 negative, the rest of 2..vocab-1 neutral, 0 is PAD; label 1 when positives
     outnumber negatives. Ties are dropped, so a few less than ``n`` come back."""
