@@ -412,14 +412,15 @@ def _forecast_shape_hint(out, batch: int, steps: int) -> Msg | None:
 
 @graded(task="SineForecaster", kind="shape", points=1, visibility="public")
 def test_forecaster_shapes(student, rng):
-    """The layers are rnn and head; (4, 1, 1) and (4, 50, 1) give (4, 1) for an LSTM and a GRU."""
+    """The layers are rnn and head (defaults: 32 hidden units, one LSTM layer); (4, 1, 1) and (4, 50, 1) give (4, 1)
+    for an LSTM and a GRU."""
     for cell in ("lstm", "gru"):
         for steps in (1, 50):
             x = torch.randn(4, steps, 1, generator=rng)
-            res = student.probe("module_run", cls="SineForecaster", args=[], kwargs={"hidden_size": 8, "cell": cell},
-                                inputs=[x])
-            what = f"SineForecaster(8, cell={cell!r})(x[4,{steps},1])"
-            _check_structure(res, _forecaster_shapes(8, 1, cell), what, FORECASTER_LAYERS)
+            kwargs = {"hidden_size": 8, "cell": cell} if cell == "gru" else {}
+            res = student.probe("module_run", cls="SineForecaster", args=[], kwargs=kwargs, inputs=[x])
+            what = f"SineForecaster({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})(x[4,{steps},1])"
+            _check_structure(res, _forecaster_shapes(kwargs.get("hidden_size", 32), 1, cell), what, FORECASTER_LAYERS)
             _fail_on_error(res, what)
             checks.assert_shape(res["out"], (4, 1), what, _forecast_shape_hint(res["out"], 4, steps))
 
@@ -860,7 +861,8 @@ def _check_decoded(decoded, expected: torch.Tensor, what: str) -> None:
 
 @graded(task="Seq2Seq", kind="shape", points=1, visibility="public")
 def test_seq2seq_shapes(student, rng):
-    """Seq2Seq(9, 5, 6): forward(src[3,4], tgt[3,6], 1.0) is (3, 5, 9), aligned with tgt[:, 1:]; greedy_decode(src, 4) is (3, 4) int64."""
+    """Seq2Seq(9, 5, 6): forward(src[3,4], tgt[3,6], 1.0) is (3, 5, 9), aligned with tgt[:, 1:]; greedy_decode(src, 4)
+    is (3, 4) int64; Seq2Seq(9) has embed_dim 32 and hidden_dim 64."""
     state, src, tgt, args = _seq2seq_case(rng, 3, 4, 6)
     res, what = _run_seq2seq(student, state, src, tgt, args, 1.0, [_seed(rng)], decode_len=4)
     out = res["outs"][0]
@@ -868,6 +870,10 @@ def test_seq2seq_shapes(student, rng):
                         list(out.shape) == [3, 6, 9] else None)
     checks.assert_dtype(res["decoded"], torch.int64, f"Seq2Seq{tuple(args)}.greedy_decode(src[3,4], 4)", GREEDY)
     checks.assert_shape(res["decoded"], (3, 4), f"Seq2Seq{tuple(args)}.greedy_decode(src[3,4], 4)", GREEDY)
+    res = student.probe("module_run", cls="Seq2Seq", args=[9], inputs=[src, tgt], call_kwargs={
+        "teacher_forcing_ratio": 1.0, "generator_seed": _seed(rng)})
+    _check_structure(res, _seq2seq_shapes(9, 32, 64), "Seq2Seq(9) (embed_dim=32, hidden_dim=64 by default)",
+                     SEQ2SEQ_LAYERS)
 
 
 @graded(task="Seq2Seq", kind="accuracy", points=2, visibility="public")
