@@ -901,6 +901,11 @@ def test_seq2seq_teacher_forcing_from_generator(student, rng):
         expected = _spec_decode(state, src, tgt, 0.5, seed)
     _check_logits(res["outs"][0], expected, f"{what} with generator=torch.Generator().manual_seed({seed})",
                   hint=USE_GENERATOR)
+    res = student.probe("module_run", cls="Seq2Seq", args=args, inputs=[src, tgt], state=state,
+                        call_kwargs={"generator_seed": seed})
+    _fail_on_error(res, what)
+    _check_logits(res["out"], expected, f"Seq2Seq{tuple(args)}(src, tgt, generator=torch.Generator().manual_seed("
+                  f"{seed})) (teacher_forcing_ratio 0.5 by default)", hint=USE_GENERATOR)
 
 
 @graded(task="Seq2Seq", kind="gradient", points=1, visibility="public")
@@ -940,6 +945,13 @@ def test_seq2seq_reproducible_and_global_rng(student, rng):
         with torch.no_grad():
             expected = _spec_decode(state, src, tgt, 0.5, seed)
         _check_logits(out, expected, f"{what} with generator seed {seed}", hint=USE_GENERATOR)
+    for drawn, seed in zip(res["next_draws"], seeds):
+        generator = torch.Generator().manual_seed(seed)
+        torch.rand(tgt.shape[1] - 2, generator=generator)  # one draw after each step but the last
+        checks.assert_true(isinstance(drawn, torch.Tensor) and torch.equal(drawn, torch.rand(1, generator=generator)),
+                           Msg(f"{what}：forward 从 generator 抽取的随机数个数不是 T−2 = {tgt.shape[1] - 2}",
+                               f"{what}: forward did not draw T−2 = {tgt.shape[1] - 2} numbers from the generator"),
+                           TEACHER_FORCING)
     untouched = torch.Generator().manual_seed(global_seed)
     checks.assert_true(torch.equal(res["after_draws"], torch.rand(4, generator=untouched)), Msg(
         f"{what}：forward 之后全局随机数状态变了", f"{what}: the global RNG state changed during forward"), USE_GENERATOR)

@@ -198,11 +198,14 @@ def seq2seq_run(impl: ModuleType, args: list[Any], kwargs: dict[str, Any], state
     generator), then ``greedy_decode(src, decode_len)``; all in eval mode, without grad.
 
     Before the calls the global RNG is seeded with ``global_seed``; after them four numbers are drawn
-    from it (``after_draws``): the grader compares them with what that seed gives untouched.
+    from it (``after_draws``): the grader compares them with what that seed gives untouched. After
+    each forward call one number is drawn from its generator (``next_draws``), which shows how many
+    draws forward took.
 
     What it trusts: the outputs are compared with the grader's own decoding of the state it sent,
-    with the same generator seeds; ``after_draws`` is an observation made next to student code (a
-    submission that rewrote this probe could forge it) and only adds a hint to that comparison.
+    with the same generator seeds; ``after_draws`` and ``next_draws`` are observations made next to
+    student code (a submission that rewrote this probe could forge them) and only check the draw
+    convention, which the outputs already pin down up to draws that change nothing.
     """
     result: dict[str, Any] = {"error": None, "load_error": None}
     model = _build(impl, "Seq2Seq", list(args), dict(kwargs), 0, result)
@@ -215,14 +218,16 @@ def seq2seq_run(impl: ModuleType, args: list[Any], kwargs: dict[str, Any], state
     if device is not None:
         model, src, tgt = model.to(device), src.to(device), tgt.to(device)
     model.eval()
-    outs = []
+    outs, next_draws = [], []
     _MANUAL_SEED(global_seed)
     with _NO_GRAD(), observe_errors(result, "error", impl):
         for seed in generator_seeds:
             generator = _GENERATOR().manual_seed(seed) if seed is not None else None
             outs.append(model(src, tgt, ratio, generator))
+            next_draws.append(_RAND(1, generator=generator) if generator is not None else None)
     result["after_draws"] = _RAND(4)
     result["outs"] = outs
+    result["next_draws"] = next_draws
     if result["error"] is not None or decode_len is None:
         return result
     with observe_errors(result, "error", impl):
