@@ -675,7 +675,8 @@ def _check_classifier(student, rng, batch: int, steps: int, layers: int = 1, pad
 
 @graded(task="BiLSTMClassifier", kind="shape", points=1, visibility="public")
 def test_classifier_shapes(student, rng):
-    """BiLSTMClassifier(13, 6, 5, 3) has embedding, lstm (both directions) and fc (2·5 → 3); unsorted lengths give (4, 3)."""
+    """BiLSTMClassifier(13, 6, 5, 3) has embedding (row 0, the default pad_idx, zero), lstm (both directions) and fc
+    (2·5 → 3); unsorted lengths give (4, 3)."""
     tokens, lengths = _sentences(rng, 4, 7, 13)
     res = student.probe("module_run", cls="BiLSTMClassifier", args=[13, 6, 5, 3], inputs=[tokens, lengths])
     what = "BiLSTMClassifier(13, 6, 5, 3)(tokens[4,7], lengths)"
@@ -683,6 +684,11 @@ def test_classifier_shapes(student, rng):
     _check_structure(res, shapes, what, CLASSIFIER_LAYERS, {"fc.weight": ([3, 5], BIDIR_SIZE)})
     _fail_on_error(res, what)
     checks.assert_shape(res["out"], (4, 3), what)
+    row = res["initial_state"]["embedding.weight"][0]
+    checks.assert_true(bool((row == 0).all()), Msg(
+        "BiLSTMClassifier(13, 6, 5, 3)：默认 pad_idx=0，新建模型的 embedding.weight[0] 应全为 0",
+        "BiLSTMClassifier(13, 6, 5, 3): pad_idx is 0 by default, so a new model's embedding.weight[0] must be all "
+        "zeros"), PADDING_IDX)
 
 
 @graded(task="BiLSTMClassifier", kind="accuracy", points=2, visibility="public")
