@@ -316,7 +316,7 @@ def test_cell_finite_differences(student, rng):
     """Directional derivatives from backward agree with finite differences of forward (float64, 3 steps, batch 2)."""
     state, xs, state0 = _cell_case(rng, 3, 2, 3, 2, dtype=torch.float64)
     gh, gc = (torch.randn(3, 2, 2, generator=rng, dtype=torch.float64) for _ in range(2))
-    common = dict(input_size=3, hidden_size=2, cell_state=state, state0=state0, dtype=torch.float64)
+    common = {"input_size": 3, "hidden_size": 2, "cell_state": state, "state0": state0, "dtype": torch.float64}
     res = student.probe("cell_unroll", xs=xs, grad_outputs=[gh, gc], **common)
     what = "LSTMCellScratch(3, 2), float64"
     _fail_on_error(res, what)
@@ -805,7 +805,7 @@ def _spec_decode(params: dict, src: torch.Tensor, tgt: torch.Tensor | None, rati
                  steps: int | None = None, sos: int = 1) -> torch.Tensor:
     """The spec's decoding with PyTorch's nn.LSTM: logits ``(B, T-1, V)`` for ``tgt`` (teacher forcing drawn from a
     generator seeded ``seed``), or with ``tgt=None`` the greedy tokens of ``steps`` steps from ``sos``."""
-    vocab, embed = params["encoder_embedding.weight"].shape
+    embed = params["encoder_embedding.weight"].shape[1]
     hidden = params["out.weight"].shape[1]
     lstm = nn.LSTM(embed, hidden, batch_first=True).to(params["out.weight"].dtype)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: F401 - for BiLSTMClassifier
 
 
 class LSTMCellScratch(nn.Module):
