@@ -82,6 +82,7 @@ class _Channel:
         self.replies: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
         self.loaded: set[str] = set()
         self.facts: dict[str, Any] = {}
+        self.cap_hits_before: int | None = None  # the sandbox's memory-cap count when the current call was sent
         threading.Thread(target=self._read_replies, daemon=True).start()
         threading.Thread(target=self._drain, args=(worker.output, capture), daemon=True).start()
         self._capture = capture
@@ -215,7 +216,7 @@ class WorkerSession:
             if during is not CALL:
                 raise CallTimedOut(Msg(f"超时：{during.zh}超过 {timeout:.0f} 秒仍未完成",
                                        f"Timed out: {during.en} did not finish in {timeout:.0f} s")) from None
-            short = _short_of_memory(observed, self.launch.limits.memory_bytes, during)
+            short = _short_of_memory(observed, self.launch.limits.memory_bytes, during, _hit_memory_cap(channel))
             if short is not None:
                 raise short from None
             cpu, waited = observed.get("cpu_s"), observed.get("waited_s")
@@ -302,6 +303,7 @@ class WorkerSession:
     def _exchange(self, channel: _Channel, message: dict[str, Any], timeout: float, during: Msg) -> Any:
         request_id = next(self._ids)
         frame = wire.encode_frame({**message, "id": request_id})
+        channel.cap_hits_before = _memory_cap_hits(channel.worker)
         if not channel.send(frame, timeout):
             self._discard(channel)
             raise CallTimedOut(Msg("工作进程不再接收请求，已终止", "The worker stopped accepting requests and was stopped"))
@@ -319,7 +321,7 @@ class WorkerSession:
             raise RuntimeError(f"the worker could not {error.get('phase', 'serve')} the request: {error.get('message')}")
         if error.get("kind") == "cpu_limit":
             channel.loaded.clear()  # the zygote ended the child: the next call imports the module afresh
-            short = _short_of_memory(error, self.launch.limits.memory_bytes, during)
+            short = _short_of_memory(error, self.launch.limits.memory_bytes, during, _hit_memory_cap(channel))
             if short is not None:
                 raise short
         if error.get("kind") == "died":
@@ -361,14 +363,41 @@ def _exit_description(exit_info: ExitInfo | None) -> Msg:
 MEMORY_NEAR_CAP = 0.8  # a stopped call that held this share of the memory cap was short of memory
 
 
-def _short_of_memory(observed: dict[str, Any], memory_bytes: int, during: Msg) -> SubmissionProblem | None:
-    """An out-of-memory verdict for a call stopped at a deadline while it held nearly all the memory
-    cap: near the cap the kernel evicts and re-reads pages, the work crawls, and the CPU or wall
-    limit ends it before the memory cap does. Saying "too slow" would name the wrong cause."""
-    peak = observed.get("peak_rss_bytes")
-    if not isinstance(peak, int) or peak < MEMORY_NEAR_CAP * memory_bytes:
+def _memory_cap_hits(worker: object) -> int | None:
+    """The sandbox's count of times its memory usage reached the cap, where the backend can read it."""
+    read = getattr(worker, "memory_cap_hits", None)
+    try:
+        return read() if callable(read) else None
+    except OSError:
         return None
-    held, cap = peak / 1024**3, memory_bytes / 1024**3
+
+
+def _hit_memory_cap(channel: _Channel) -> bool:
+    """Whether the sandbox's memory usage reached its cap since the current call was sent."""
+    before, now = channel.cap_hits_before, _memory_cap_hits(channel.worker)
+    return before is not None and now is not None and now > before
+
+
+def _short_of_memory(observed: dict[str, Any], memory_bytes: int, during: Msg,
+                     hit_cap: bool = False) -> SubmissionProblem | None:
+    """An out-of-memory verdict for a call stopped at a deadline while it held nearly all the memory
+    cap, or while the sandbox's cgroup kept reaching that cap: near the cap the kernel evicts and
+    re-reads pages, the work crawls, and the CPU or wall limit ends it before the memory cap does.
+    Saying "too slow" would name the wrong cause."""
+    peak = observed.get("peak_rss_bytes")
+    near = isinstance(peak, int) and peak >= MEMORY_NEAR_CAP * memory_bytes
+    if not near and not hit_cap:
+        return None
+    cap = memory_bytes / 1024**3
+    if not near:
+        return SubmissionProblem(Msg(
+            f"内存不足：{during.zh}在时间上限处被终止，此前沙箱的内存已达到上限（{cap:.1f} GiB）；"
+            "接近上限时运算会慢到几乎停滞。请减小张量或批大小（也检查是否有死循环）。",
+            f"Out of memory: {during.en} was stopped at its time limit after the sandbox's memory reached its "
+            f"{cap:.1f} GiB limit; near that limit the work slows to a crawl. Use smaller tensors or batches "
+            "(and check for an endless loop).",
+        ), Status.OUT_OF_MEMORY)
+    held = peak / 1024**3  # type: ignore[operator]
     return SubmissionProblem(Msg(
         f"内存不足：{during.zh}在时间上限处被终止，当时工作进程占用了 {held:.1f} GiB 内存（上限 {cap:.1f} GiB）；"
         "接近上限时运算会慢到几乎停滞。请减小张量或批大小（也检查是否有死循环）。",

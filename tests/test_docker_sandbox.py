@@ -399,10 +399,13 @@ def test_memory_limit_kills_and_is_reported(engine, folder: Path) -> None:
         try:
             assert call(s, "add", 1, 1) == 2
             worker = s._channel.worker  # type: ignore[union-attr]
+            hits_before = worker.memory_cap_hits()
+            assert isinstance(hits_before, int), "this host's memory cgroup counter is readable"
             found = problem(s, "fill", 3 * 1024**3, timeout=60.0)
             assert found.status in (Status.CRASHED, Status.OUT_OF_MEMORY), found.message.en
             assert "SIGKILL" in found.message.en or found.status == Status.OUT_OF_MEMORY
             assert worker.oom_killed  # the engine saw the memory cap kill a process in the container
+            assert worker.memory_cap_hits() > hits_before  # and counted the usage reaching the cap
         finally:
             s.close()
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.remote import OutputCapture, WorkerSession
+from grader.i18n import Msg
+from grader.remote import OutputCapture, WorkerSession, _short_of_memory
 from grader.sandbox import Limits, WorkerLaunch, get_sandbox
+from grader.sandbox.cgroup import MemoryCapCounter
 from grader.verdicts import Status, SubmissionProblem
 
 MODULE = '''
@@ -171,3 +173,35 @@ def test_a_daemon_in_its_own_session_does_not_outlive_the_request(tmp_path: Path
         assert state in ("gone", "Z"), f"the burner {pid} is still running ({state})"
     finally:
         session.close()
+
+
+def test_memory_cap_counters_are_read_in_both_cgroup_layouts(tmp_path: Path) -> None:
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.events").write_text("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n")
+    assert MemoryCapCounter(v2, 2).hits() == 5
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    for name, value in (("failcnt", 0), ("memsw.failcnt", 0), ("limit_in_bytes", 1000), ("max_usage_in_bytes", 400)):
+        (v1 / f"memory.{name}").write_text(f"{value}\n")
+    counter = MemoryCapCounter(v1, 1)
+    assert counter.hits() == 0
+    (v1 / "memory.max_usage_in_bytes").write_text("1000\n")  # usage reached the cap once
+    assert counter.hits() == 1 and (v1 / "memory.max_usage_in_bytes").read_text() == "0"  # mark reset
+    assert counter.hits() == 1
+    (v1 / "memory.memsw.failcnt").write_text("3\n")  # where the kernel counts failures, they add up
+    assert counter.hits() == 4
+    assert MemoryCapCounter(tmp_path / "missing", 1).hits() is None
+
+
+def test_a_call_stopped_after_reaching_the_memory_cap_is_named_out_of_memory() -> None:
+    """Near the cap the kernel reclaims and re-reads pages; a CPU or wall limit may then stop the call
+    while the worker's own peak looks small (the cgroup holds page cache too). The cgroup's count of
+    reaching the cap since the call was sent decides the verdict: memory, not an endless loop."""
+    during, cap = Msg("调用", "the call"), 6 * 1024**3
+    assert _short_of_memory({"peak_rss_bytes": 2 * 1024**3}, cap, during) is None
+    found = _short_of_memory({"peak_rss_bytes": 2 * 1024**3}, cap, during, hit_cap=True)
+    assert found is not None and found.status == Status.OUT_OF_MEMORY
+    assert "reached its 6.0 GiB limit" in found.message.en and "6.0 GiB" in found.message.zh
+    held = _short_of_memory({"peak_rss_bytes": 5 * 1024**3}, cap, during)
+    assert held is not None and "held 5.0 GiB of its 6.0 GiB" in held.message.en

@@ -13,7 +13,7 @@ import os
 import secrets
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -31,6 +31,7 @@ class WorkerCgroup:
     version: int
 
     cpu_capped: bool = False
+    _cap_counter: "MemoryCapCounter | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, processes: int, memory_bytes: int, cpus: float | None = None) -> "WorkerCgroup | None":
@@ -123,6 +124,14 @@ class WorkerCgroup:
                 return True
         return False
 
+    def memory_cap_hits(self) -> int | None:
+        """How often usage here reached the memory cap (see ``MemoryCapCounter``); None where unknown."""
+        if self.memory_dir is None:
+            return None
+        if self._cap_counter is None:
+            self._cap_counter = MemoryCapCounter(self.memory_dir, self.version)
+        return self._cap_counter.hits()
+
     def remove(self) -> None:
         self.kill_all()
         for group in self.dirs:
@@ -146,3 +155,50 @@ def remove_leftovers() -> None:
                 group.rmdir()
             except OSError:
                 pass
+
+
+class MemoryCapCounter:
+    """Counts how often a memory cgroup's usage reached its cap, for telling a call that crawled at
+    the cap (out of memory) from one that looped (too slow).
+
+    cgroup v2 keeps that count (``memory.events``, key ``max``). On v1 the kernel's ``failcnt``
+    stays 0 on some kernels, so a high-water mark at the cap (``memory.max_usage_in_bytes``) counts
+    as one hit, and the mark is reset where this process may write it so the next hit counts again.
+    """
+
+    def __init__(self, folder: Path, version: int) -> None:
+        self.folder, self.version = folder, version
+        self._v1_hits = 0
+
+    def hits(self) -> int | None:
+        if self.version == 2:
+            return _events_max(self.folder / "memory.events")
+        try:
+            failed = sum(int((self.folder / name).read_text())
+                         for name in ("memory.failcnt", "memory.memsw.failcnt") if (self.folder / name).exists())
+            peak = int((self.folder / "memory.max_usage_in_bytes").read_text())
+            cap = int((self.folder / "memory.limit_in_bytes").read_text())
+        except (OSError, ValueError):
+            return None
+        if peak >= CAP_REACHED * cap:
+            self._v1_hits += 1
+            try:
+                (self.folder / "memory.max_usage_in_bytes").write_text("0")
+            except OSError:
+                pass  # not ours to reset: the mark stays at the cap and counts once
+        return failed + self._v1_hits
+
+
+CAP_REACHED = 0.99  # a high-water mark this close to the cap means usage reached it
+
+
+def _events_max(path: Path) -> int | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "max" and value.strip().isdigit():
+            return int(value)
+    return None

@@ -49,6 +49,7 @@ import requests.exceptions
 from grader.sandbox.base import (
     ExitInfo, Limits, WorkerLaunch, make_scratch, stage_worker_package, worker_command, worker_environment,
 )
+from grader.sandbox.cgroup import MemoryCapCounter
 from grader.sandbox.image import find_runner_image, runner_tag
 
 try:
@@ -350,7 +351,8 @@ class DockerWorker:
         self.hello = threading.Event()  # the worker wrote to its channel (its hello frame)
         self.ended = threading.Event()  # the attach stream ended: the worker closed its stdio
         self._oom = False
-        self._oom_file: Path | None = None
+        self._memory_dir: tuple[Path, int] | None = None
+        self._cap_counter: MemoryCapCounter | None = None
         self.created_wall = time.time()
         self._exit: ExitInfo | None = None
         self._stop = threading.Event()
@@ -448,23 +450,31 @@ class DockerWorker:
             self._oom = any(True for _ in events)
         return self._oom
 
-    def _cgroup_oom_kills(self) -> int | None:
-        """The kernel's count of OOM kills in the container's memory cgroup, if this host can read it."""
-        if self._oom_file is None:
+    def _memory_cgroup(self) -> tuple[Path, int] | None:
+        """The container's memory cgroup folder and cgroup version, where this host can read it."""
+        if self._memory_dir is None:
+            self._memory_dir = (Path("/nonexistent"), 0)
             try:
                 pid = int(self._api.inspect_container(self.id)["State"]["Pid"])
                 lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines() if pid else []
             except (OSError, ValueError, KeyError, docker.errors.APIError, requests.exceptions.RequestException):
                 lines = []
-            self._oom_file = Path("/nonexistent")
             for line in lines:
                 _, controllers, path = line.split(":", 2)
                 if "memory" in controllers.split(","):
-                    self._oom_file = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control"
+                    self._memory_dir = (Path("/sys/fs/cgroup/memory") / path.lstrip("/"), 1)
                 elif controllers == "" and not any(":memory:" in x for x in lines):
-                    self._oom_file = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events"
+                    self._memory_dir = (Path("/sys/fs/cgroup") / path.lstrip("/"), 2)
+        return None if self._memory_dir[1] == 0 else self._memory_dir
+
+    def _cgroup_oom_kills(self) -> int | None:
+        """The kernel's count of OOM kills in the container's memory cgroup, if this host can read it."""
+        found = self._memory_cgroup()
+        if found is None:
+            return None
+        folder, version = found
         try:
-            text = self._oom_file.read_text()
+            text = (folder / ("memory.events" if version == 2 else "memory.oom_control")).read_text()
         except OSError:
             return None
         for line in text.splitlines():
@@ -472,6 +482,15 @@ class DockerWorker:
             if key == "oom_kill":
                 return int(value)
         return None
+
+    def memory_cap_hits(self) -> int | None:
+        """How often the container's memory usage reached its cap; None where this host cannot tell."""
+        if self._cap_counter is None:
+            found = self._memory_cgroup()
+            if found is None:
+                return None
+            self._cap_counter = MemoryCapCounter(*found)
+        return self._cap_counter.hits()
 
     def poll(self) -> ExitInfo | None:
         if self._exit is not None:

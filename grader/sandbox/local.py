@@ -44,6 +44,10 @@ class SubprocessWorker:
             return ExitInfo(code=None, signal=-code, oom_killed=oom)
         return ExitInfo(code=code, signal=None, oom_killed=oom)
 
+    def memory_cap_hits(self) -> int | None:
+        """How often the worker's cgroup reached its memory cap; None without a cgroup."""
+        return None if self._cgroup is None else self._cgroup.memory_cap_hits()
+
     def poll(self) -> ExitInfo | None:
         return self._exit_info(self._proc.poll())
 
