@@ -299,7 +299,7 @@ def _assert_accuracy(logits: Any, labels: torch.Tensor, threshold: float, what: 
     checks.assert_shape(logits, (len(labels), int(labels.max()) + 1), what)
     checks.assert_finite(logits, what)
     acc = float((logits.argmax(1) == labels).double().mean())
-    checks.assert_true(acc >= threshold, Msg(
+    checks.assert_at_least(acc, threshold, Msg(
         f"{what}：训练后在留出数据上的准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
         f"{what}: held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"))
 

@@ -476,9 +476,10 @@ def _assert_accuracy(res: dict, labels: torch.Tensor, threshold: float, what: st
                                               f"{what}: every output row is non-negative and sums to 1: probabilities, "
                                               "not logits"), LOGITS)
     acc = float((logits.argmax(1) == labels).float().mean())
-    checks.assert_true(acc >= threshold, Msg(
+    checks.assert_at_least(acc, threshold, Msg(
         f"{what}：训练后在留出数据上的准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
-        f"{what}: held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"), hint)
+        f"{what}: held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"),
+        curve=res.get("losses"), hint=hint)
 
 
 # -- state dicts made here, and the forward passes of the spec --------------------------------------------

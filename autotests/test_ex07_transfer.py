@@ -681,7 +681,7 @@ def _few_shot_accuracy(res: dict, labels: torch.Tensor, num_classes: int, thresh
                         rtol=1e-3, rel_l2=1e-4, hint=FEW_SHOT_FORMAT)
     checks.assert_finite(logits, "model[1](backbone(x_eval))")
     acc = float((logits.argmax(1) == labels).float().mean())
-    checks.assert_true(acc >= threshold, Msg(
+    checks.assert_at_least(acc, threshold, Msg(
         f"{what}：留出数据上的准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
         f"{what}: held-out accuracy is {acc:.3f}, at least {threshold:.2f} is required"))
 
@@ -813,7 +813,7 @@ def test_resnet_head_learns_colours(student, spec, rng):
     checks.assert_shape(res["out"], (len(y_ev), p["classes"]), f"{what}(x_eval)")
     acc = float((res["out"].argmax(1) == y_ev).float().mean())
     threshold = spec.param("resnet_accuracy")
-    checks.assert_true(acc >= threshold, Msg(
+    checks.assert_at_least(acc, threshold, Msg(
         f"{what}：只训练 `fc` 后留出图像的准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
         f"{what}: held-out accuracy after training fc only is {acc:.3f}, at least {threshold:.2f} is required"))
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from grader import evidence
 from grader.i18n import Msg
 from grader.verdicts import CheckFailed
 from grader.worker.wire import tensor_facts
@@ -69,6 +70,8 @@ def assert_shape(got: Any, shape: Sequence[int], what: str, hint: Msg | None = N
     """The exact shape: no broadcasting, no squeezing."""
     t = assert_tensor(got, what)
     if list(t.shape) != [int(s) for s in shape]:
+        evidence.record("mismatch", what=what, expected_shape=[int(s) for s in shape], got_shape=list(t.shape),
+                        expected_dtype=None, got_dtype=str(t.dtype).removeprefix("torch."))
         fail(Msg(f"{what}：形状应为 {_fmt_shape(shape)}，实际为 {_fmt_shape(t.shape)}",
                  f"{what}: expected shape {_fmt_shape(shape)}, got {_fmt_shape(t.shape)}"), hint, WRONG_SHAPE)
 
@@ -173,6 +176,13 @@ def assert_close(
     gv, ev = g.reshape(-1)[flat].item(), e.reshape(-1)[flat].item()
     rel_err = abs(gv - ev) / abs(ev) if ev != 0 else math.inf
     where = f"{index}" if index else "()"
+    evidence.record(
+        "mismatch", what=what, expected_shape=list(e.shape), got_shape=list(g.shape),
+        expected_dtype=str(expected.dtype).removeprefix("torch."), got_dtype=str(t.dtype).removeprefix("torch."),
+        max_abs=evidence.finite(abs_err.reshape(-1)[flat].item()), max_rel=evidence.finite(rel_err),
+        rel_l2=evidence.finite(rl2), worst_index=list(index), got=evidence.finite(gv), expected=evidence.finite(ev),
+        atol=tol.atol, rtol=tol.rtol, error_map=evidence.error_map(abs_err),
+    )
     detail = Msg(
         f"{what}：数值与期望不符。最大绝对误差 {abs_err.reshape(-1)[flat].item():.3g}，位于索引 {where}"
         f"（得到 {gv:.6g}，期望 {ev:.6g}，相对误差 {rel_err:.3g}）；相对 L2 误差 {rl2:.3g}"
@@ -187,6 +197,18 @@ def assert_close(
         detail, symptom = detail + all_zeros, symptom + all_zeros
     diagnosis = _diagnose(t, mistakes, tol)
     fail(diagnosis + detail if diagnosis else detail, hint, diagnosis + symptom if diagnosis else symptom)
+
+
+def assert_at_least(value: float, threshold: float, message: Msg, *, metric: str = "accuracy",
+                    curve: Any = None, hint: Msg | None = None) -> None:
+    """A metric of a short training run (held-out accuracy, say) reaches ``threshold``. The value,
+    the threshold and the training loss per step (``curve``, when the probe returns one) go to the
+    report, where they are drawn as a curve with the threshold beside it."""
+    losses = [float(v) for v in curve] if isinstance(curve, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in curve) else []
+    evidence.record("threshold", metric=metric, value=evidence.finite(value), threshold=threshold,
+                    losses=evidence.thin_curve(losses))
+    assert_true(math.isfinite(value) and value >= threshold, message, hint)
 
 
 def assert_number_close(got: Any, expected: float, what: str, *, atol: float, hint: Msg | None = None) -> None:

@@ -1,5 +1,5 @@
-"""The ``grader`` command: ``check`` and ``pack`` for students, ``run`` for graders, ``export`` and
-``image`` for instructors. Every command acts on one course folder: ``--course DIR``, else the
+"""The ``grader`` command: ``check`` and ``pack`` for students, ``run``, ``batch`` and ``report`` for
+graders, ``export`` and ``image`` for instructors. Every command acts on one course folder: ``--course DIR``, else the
 nearest folder upward from here that holds ``course.toml``.
 
 Exit status: 0 done; 1 ``check`` found failing tests, or ``batch`` left submissions ungraded by a
@@ -28,6 +28,8 @@ console = Console(stderr=False)
 
 COURSE_OPTION = typer.Option(None, "--course", help="the course folder (default: $GRADER_COURSE, else the "
                                                       "nearest folder upward with course.toml)")
+FORMAT_OPTION = typer.Option("terminal,json", "--format",
+                             help="comma-separated: terminal, json, html, md, gradescope, junit")
 HOST_FAULT_EXIT = 3
 
 
@@ -100,15 +102,18 @@ def run(
     student: Optional[str] = typer.Option(None, "--student", help="the student's id, recorded in the report"),
     audience: str = typer.Option("student", "--audience", help="student (hidden tests show name and hint only) "
                                                                 "or instructor (everything)"),
+    formats: str = FORMAT_OPTION,
     course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
     """Grade a submission zip against all tests (public and hidden) and write a report."""
     from grader.pipeline import NothingSelected, grade_submission
+    from grader.render import write_formats
     from grader.report import clear_report
     from grader.summary import print_report
 
     language = _lang(lang)
     viewer = _audience(audience)
+    chosen = _formats(formats)
     course = _course(course_dir, language)
     clear_report(out)  # whatever happens next, an older report in this folder is not left standing
     if not submission.is_file():
@@ -129,15 +134,28 @@ def run(
         raise fail(nothing.message, lang=language) from None
     console.print()
     path = report.write(out)
+    rendered = write_formats(report.to_json(), out, [f for f in chosen if f != "terminal"], language, viewer)
     if report.refusal is not None:
         console.print(f"{Msg('报告', 'report').render(language)}: {path}", highlight=False, soft_wrap=True)
         raise fail(report.refusal, lang=language)
-    print_report(report, console, audience=viewer)
-    console.print(f"{Msg('报告', 'report').render(language)}: {path}", highlight=False, soft_wrap=True)
+    if "terminal" in chosen:
+        print_report(report, console, audience=viewer)
+    for written in [path, *rendered]:
+        console.print(f"{Msg('报告', 'report').render(language)}: {written}", highlight=False, soft_wrap=True)
     if not report.complete:
         raise fail(Msg("有些测试无法在此主机上运行，报告已标记为不完整（见 report.json 中的 not_run）",
                        "some tests could not run on this host; the report is marked incomplete "
                        "(see not_run in report.json)"), HOST_FAULT_EXIT, language)
+
+
+def _formats(value: str) -> list[str]:
+    from grader.render import FORMATS
+
+    chosen = [f.strip() for f in value.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise fail(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return chosen
 
 
 def _default_jobs() -> int:
@@ -164,6 +182,8 @@ def batch(
     seed_id: Optional[str] = typer.Option(None, "--seed-id", help="the batch's seed secret (default: the "
                                                                    "folder's own, made on first use)"),
     keyword: str = typer.Option("", "-k", help="only tests matching this pytest -k expression"),
+    formats: str = typer.Option("json", "--format", help="renderings beside each report.json, comma-separated: "
+                                                          "json, html, md, gradescope, junit"),
     course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
     """Grade a whole class: one sandbox per submission, N at once, resumable; grades.csv at the end."""
@@ -191,7 +211,7 @@ def batch(
         raise host_fault(HostFault(str(unavailable)), language) from None
     workers = jobs if jobs and jobs > 0 else _default_jobs()
     settings = Settings(course_root=str(course.root), sandbox=backend, lang=language, keyword=keyword,
-                        audience=viewer)
+                        audience=viewer, formats=tuple(f for f in _formats(formats) if f not in ("json", "terminal")))
     console.print(f"batch: {len(items)} submissions, {course.describe()}, {backend} sandbox, {executor} executor",
                   highlight=False, soft_wrap=True)
     display = BatchProgress(console)
@@ -329,6 +349,68 @@ def export_autograder(
     except ExportError as exc:
         raise fail(str(exc)) from None
     console.print(result.summary(), highlight=False)
+
+
+report_app = typer.Typer(no_args_is_help=True, help="Render report.json again: other formats, language or audience.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("render")
+def report_render(
+    report_file: Path = typer.Argument(..., help="a report.json written by grader run or grader batch"),
+    formats: str = typer.Option("html", "--format", help="comma-separated: terminal, json, html, md, gradescope, junit"),
+    lang: str = typer.Option("en", "--lang", help="en or zh"),
+    audience: str = typer.Option("student", "--audience", help="student or instructor"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for the files (default: beside the report); "
+                                                           "'-' prints a single format"),
+) -> None:
+    """Render a report in other formats; report.json itself is never changed."""
+    import json
+
+    from grader.render import FILE_NAMES, render
+
+    language, viewer, chosen = _lang(lang), _audience(audience), _formats(formats)
+    try:
+        data = json.loads(report_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise fail(f"{report_file}: cannot read a report ({exc})") from None
+    if not isinstance(data, dict) or "exercises" not in data:
+        raise fail(f"{report_file}: not a report.json written by the grader")
+    if out is not None and str(out) == "-":
+        if len(chosen) != 1:
+            raise fail("--out -: choose exactly one --format")
+        sys.stdout.write(render(data, chosen[0], language, viewer))
+        return
+    folder = out or report_file.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        target = folder / FILE_NAMES[name]
+        if target.resolve() == report_file.resolve():
+            target = folder / f"report.{viewer}.json"  # never overwrite the grading's own record
+        target.write_text(render(data, name, language, viewer), encoding="utf-8")
+        console.print(str(target), highlight=False, soft_wrap=True)
+
+
+@report_app.command("class")
+def report_class(
+    folder: Path = typer.Argument(..., help="a grader batch output folder, or any folder of report.json files"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for class.html and grades.csv (default: FOLDER)"),
+    lang: str = typer.Option("en", "--lang", help="en or zh"),
+) -> None:
+    """A class dashboard: score histograms, the tests most students fail, time and failures by cause."""
+    from grader.render.dashboard import render_class
+
+    if not folder.is_dir():
+        raise fail(f"{folder} is not a folder")
+    html, grades, count = render_class(folder, _lang(lang))
+    if not count:
+        raise fail(f"no report.json under {folder}")
+    target = out or folder
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "class.html").write_text(html, encoding="utf-8")
+    grades_name = "grades.csv" if not (target / "grades.csv").exists() or out is not None else "class-grades.csv"
+    (target / grades_name).write_text(grades, encoding="utf-8")
+    console.print(f"{count} reports: {target / 'class.html'}, {target / grades_name}", highlight=False, soft_wrap=True)
 
 
 image_app = typer.Typer(no_args_is_help=True, help="Build the Docker sandbox's images (no registry needed).")

@@ -18,6 +18,7 @@ import pytest
 import torch
 from _pytest.runner import runtestprotocol
 
+from grader import evidence
 from grader.catalog import CourseNotFound, ExerciseSpec, find_course
 from grader.grading import GradingRun
 from grader.i18n import Msg
@@ -260,6 +261,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         detail=message if message != safe else None,
         shows=shows,
         duration_s=call.duration,
+        evidence=evidence.take(),
     )
     raised = call.excinfo.value if call.excinfo is not None else None
     item.stash[LOAD_MAY_MATTER] = isinstance(raised, HostBusy) or (
@@ -306,6 +308,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     run = grading_run(item.config)
     hook = item.ihook
     hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    evidence.take()  # whatever an earlier test left behind is not this test's
     with run.host_lock.shared():
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
     first = item.stash.get(RESULT, None)
@@ -313,6 +316,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if first is not None and item.stash.get(LOAD_MAY_MATTER, False):
         item.stash[ATTEMPT] = 2  # fresh inputs: results remembered from the first run are no help
         with run.host_lock.alone() as alone:
+            evidence.take()
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
         second = item.stash.get(RESULT, None)
         if second is not None and second is not first:

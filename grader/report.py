@@ -60,6 +60,7 @@ class TestResult:
     detail: Msg | None = None  # inputs, expected values, the numbers: instructors, and students for public tests
     shows: str = "all"  # what a student sees of it: "all", "hint" (no detail) or "name" (pass/fail only)
     regrade: Regrade | None = None  # the first outcome, when the test was graded once more alone
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # figures for renderers (grader.evidence)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class TestResult:
             "message": msg_json(self.message),
             "detail": msg_json(self.detail),
             "duration_s": round(self.duration_s, 3),
+            "evidence": self.evidence,
             "regrade": None if self.regrade is None else {
                 "first_status": self.regrade.first_status.value,
                 "first_message": msg_json(self.regrade.first_message),

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from grader import evidence
 from grader.i18n import Msg
 from grader.verdicts import CheckFailed, HostBusy
 
@@ -276,6 +277,10 @@ def assert_speed(result: SpeedComparison, factor: float, what: str, hint: Msg | 
     """The median time ratio of the timed code to ``baseline`` (the reference, unless a test
     compares two runs of the student's own code) is at most ``factor``."""
     ratio = result.median_ratio
+    evidence.record("speed", what=what, ratios=[round(r, 4) for r in result.ratios], median_ratio=round(ratio, 4),
+                    factor=factor, student_ms=round(1000 * statistics.median(result.student_s), 4),
+                    reference_ms=round(1000 * statistics.median(result.reference_s), 4),
+                    baseline="reference" if baseline is REFERENCE else "own")
     if ratio > factor:
         ms_s = 1000 * statistics.median(result.student_s)
         ms_r = 1000 * statistics.median(result.reference_s)

@@ -225,12 +225,14 @@ def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_t
     optimizer = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     model.train()
+    losses = []  # for the report's training curve only: no verdict reads it
     for _ in range(steps):
         idx = torch.randint(0, len(x_train), (batch_size,), generator=g)
         loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        losses.append(float(loss.detach()))
     model.eval()
     with torch.no_grad():
         logits = model(x_eval)
@@ -239,7 +241,8 @@ def mlp_fit(impl: ModuleType, config: dict[str, Any], x_train: torch.Tensor, y_t
     twin.eval()
     with torch.no_grad():
         twin_logits = twin(x_eval)
-    return {"logits": logits, "twin_logits": twin_logits, "layers": _mlp_layers(model), "twin_layers": _mlp_layers(twin)}
+    return {"logits": logits, "twin_logits": twin_logits, "layers": _mlp_layers(model), "twin_layers": _mlp_layers(twin),
+            "losses": losses}
 
 
 # -- build_sequential ---------------------------------------------------------------------------------

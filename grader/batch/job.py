@@ -42,6 +42,7 @@ class Settings:
     lang: str = "en"
     keyword: str = ""
     audience: str = "student"  # what feedback.txt shows: hidden tests by name and hint only, or everything
+    formats: tuple[str, ...] = ()  # renderings written beside each report.json (grader.render)
 
 
 def submission_seed(secret: str, sha256: str) -> str:

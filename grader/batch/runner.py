@@ -16,6 +16,7 @@ from typing import Any, Callable, Generator
 from grader import __version__
 from grader.batch.inputs import BatchItem, output_folder_name
 from grader.batch.job import Job, Settings, submission_seed
+from grader.render import write_formats
 from grader.batch.store import BatchStore, BatchSummary, grades_csv, submission_status, write_atomic
 from grader.catalog import Course
 from grader.manifest import course_manifest, sha256_file
@@ -98,8 +99,10 @@ def run_batch(items: list[BatchItem], course: Course, out: Path, *, settings: Se
         for job, outcome, seconds in outcomes:
             status = _outcome_status(outcome)
             if "report" in outcome:
-                store.write_report(job.folder, outcome["report"], resume_key(job, manifest, settings.keyword),
-                                   outcome.get("feedback", ""))
+                path = store.write_report(job.folder, outcome["report"], resume_key(job, manifest, settings.keyword),
+                                          outcome.get("feedback", ""))
+                write_formats(outcome["report"], path.parent, list(settings.formats), settings.lang,  # type: ignore[arg-type]
+                              settings.audience)
                 reports[job.folder] = outcome["report"]
                 summary.graded_now += 1
                 summary.durations_s.append(seconds)
