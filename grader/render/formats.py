@@ -109,12 +109,12 @@ def render_gradescope(report: dict[str, Any], lang: Lang, audience: str) -> dict
         summary = f"{w['refused']}: {view.refusal}\n{summary}"
     return {
         "score": view.score,
-        "max_score": view.max_score,
         "execution_time": round(view.duration_s, 1),
         "output": summary,
         "output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "extra_data": {"max_score": view.max_score, "complete": view.complete, "status": view.status},
         "tests": tests,
     }
 
