@@ -27,24 +27,24 @@ from grader.verdicts import Status, SubmissionProblem
 pytestmark = pytest.mark.exercise("ex08_rnn")
 
 # -- feedback ----------------------------------------------------------------------------------------
-GATE_ORDER = Msg("门顺序需与 PyTorch 一致：gates.chunk(4) 依次是 i, f, g, o（g 用 tanh），不是 i, f, o, g",
+GATE_ORDER = Msg("门顺序需与 PyTorch 一致：gates.chunk(4) 依次是 i, f, g, o（g 用 `tanh`），不是 i, f, o, g",
                  "Gate order is i, f, g, o as in PyTorch (g uses tanh): gates.chunk(4) gives i, f, g, o, not i, f, o, g")
-CANDIDATE_TANH = Msg("候选记忆 g 使用 tanh，不是 sigmoid：c' = f·c + i·tanh(g)",
+CANDIDATE_TANH = Msg("候选记忆 g 使用 `tanh`，不是 `sigmoid`：`c' = f·c + i·tanh(g)`",
                      "Candidate uses tanh, not sigmoid: c' = f·c + i·tanh(g)")
-CELL_TANH = Msg("h' = o·tanh(c')：输出前要对新的记忆 c' 取 tanh", "h' = o·tanh(c'): apply tanh to the new cell state")
-INIT_STATE = Msg("初始状态需与输入同设备/同 dtype：state 为 None 时用 x.new_zeros(B, H)（或 torch.zeros(..., "
+CELL_TANH = Msg("`h' = o·tanh(c')`：输出前要对新的记忆 `c'` 取 `tanh`", "h' = o·tanh(c'): apply tanh to the new cell state")
+INIT_STATE = Msg("初始状态需与输入同设备/同 dtype：`state` 为 None 时用 x.new_zeros(B, H)（或 torch.zeros(..., "
                  "device=x.device, dtype=x.dtype)）", "Init state on x.device and x.dtype: when state is None use "
                  "x.new_zeros(B, H) (or torch.zeros(..., device=x.device, dtype=x.dtype))")
 CELL_PARAMS = Msg("参数应与 nn.LSTMCell 相同：weight_ih (4H, I)、weight_hh (4H, H)、bias_ih (4H,)、bias_hh (4H,)",
                   "The parameters must be nn.LSTMCell's: weight_ih (4H, I), weight_hh (4H, H), bias_ih (4H,), "
                   "bias_hh (4H,)")
-LOAD_FROM = Msg("load_from(cell) 要把 cell 的四个参数（weight_ih、weight_hh、bias_ih、bias_hh）的数值全部复制过来",
+LOAD_FROM = Msg("load_from(cell) 要把 `cell` 的四个参数（weight_ih、weight_hh、bias_ih、bias_hh）的数值全部复制过来",
                 "load_from(cell) must copy the values of all four of cell's parameters (weight_ih, weight_hh, "
                 "bias_ih, bias_hh)")
 INIT_UNIFORM = Msg("参数初始化为 U(−1/√H, 1/√H)：例如 nn.init.uniform_(p, -1 / math.sqrt(H), 1 / math.sqrt(H))",
                    "Initialise every parameter from U(−1/√H, 1/√H), e.g. nn.init.uniform_(p, -1 / math.sqrt(H), "
                    "1 / math.sqrt(H))")
-BOTH_BIASES = Msg("两个偏置都要加：gates = x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh",
+BOTH_BIASES = Msg("两个偏置都要加：`gates = x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh`",
                   "Add both biases: gates = x·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh")
 
 BATCH_FIRST = Msg("输入被当作 (T, B, F)：请设置 batch_first=True（B≠T 时输出形状错误）",
@@ -65,12 +65,12 @@ KEEP_BATCH = Msg("输出应为 (B, 1)：不要 squeeze()，B = 1 时也要保留
 
 PER_SAMPLE = Msg("形状变成 (B,B,H)：需要逐样本索引 outputs[arange(B), lengths-1]",
                  "The shape became (B, B, H): index per sample, outputs[arange(B), lengths - 1]")
-LENGTH_MINUS_ONE = Msg("索引越界/取到了补齐位置：最后有效位置是 length−1",
+LENGTH_MINUS_ONE = Msg("索引越界/取到了补齐位置：最后有效位置是 `length−1`",
                        "Index out of range or a padded position: use length−1, the last valid position")
-LENGTHS_DEVICE = Msg("lengths 可能与 outputs 不在同一设备上：先 lengths.to(outputs.device)，新建的索引也放到 "
+LENGTHS_DEVICE = Msg("`lengths` 可能与 `outputs` 不在同一设备上：先 lengths.to(outputs.device)，新建的索引也放到 "
                      "outputs.device 上", "lengths may be on another device than outputs: move them with "
                      "lengths.to(outputs.device), and make new index tensors on outputs.device")
-VECTORISE = Msg("请用一次逐样本索引或 gather 完成，不要在 Python 中循环遍历样本",
+VECTORISE = Msg("请用一次逐样本索引或 `gather` 完成，不要在 Python 中循环遍历样本",
                 "Use one per-sample indexing or gather, without a Python loop over the samples")
 
 BACKWARD_STATE = Msg("反向 LSTM 的最终状态在时间步 0，不在 -1；请用 h_n[-2], h_n[-1]",
@@ -82,7 +82,7 @@ BIDIR_SIZE = Msg("双向输出维度为 2×hidden_dim：self.fc = nn.Linear(2 * 
                  "Bidirectional doubles the size: self.fc = nn.Linear(2 * hidden_dim, num_classes)")
 FORWARD_FIRST = Msg("拼接顺序为前向在前：torch.cat([h_n[-2], h_n[-1]], dim=1)",
                     "Concatenate the forward direction first: torch.cat([h_n[-2], h_n[-1]], dim=1)")
-CLASSIFIER_LAYERS = Msg("层的名字或形状与规格不同：embedding、lstm（bidirectional=True, batch_first=True）、fc",
+CLASSIFIER_LAYERS = Msg("层的名字或形状与规格不同：`embedding`、`lstm`（bidirectional=True, batch_first=True）、`fc`",
                         "Layer names or shapes differ from the spec: embedding, lstm (bidirectional=True, "
                         "batch_first=True), fc")
 PADDING_IDX = Msg("嵌入层需要 padding_idx=pad_idx：该行初始化为 0 且得不到梯度",
@@ -91,22 +91,28 @@ TOP_BIDIR = Msg("多层时 h_n 为 (num_layers·2, B, H)：最顶层的两个方
                 "With several layers h_n is (num_layers·2, B, H): the top layer's two directions are h_n[-2] and "
                 "h_n[-1]")
 
-OUTPUT_DEVICE = Msg("输出张量需与输入同设备：新建张量请用 device=src.device（测试在 meta 设备上运行）",
+OUTPUT_DEVICE = Msg("输出张量需与输入同设备：新建张量请用 device=src.device（测试在 `'meta'` 设备上运行）",
                     "Allocate outputs on src.device: create new tensors with device=src.device (a test runs on the "
                     "meta device)")
 ALIGN_TGT = Msg("预测应与 tgt[:,1:] 对齐，不要包含 t=0 的空输出：返回 (B, T−1, V)",
                 "Align predictions with tgt[:,1:], without an empty output for t=0: return (B, T−1, V)")
-USE_GENERATOR = Msg("teacher forcing 的随机性不可复现：请使用传入的 generator（torch.rand((), generator=generator)），"
+USE_GENERATOR = Msg("教师强制（`teacher_forcing_ratio`）的随机性不可复现：请使用传入的 `generator`（torch.rand((), generator=generator)），"
                     "不要动全局随机数", "Teacher forcing is not reproducible: use the provided generator "
                     "(torch.rand((), generator=generator)) and leave the global RNG alone")
-TEACHER_FORCING = Msg("teacher forcing 的约定：第 t 步之后抽一个 u，u < ratio 时下一步输入 tgt[:, t]，否则输入本步的 argmax",
+TEACHER_FORCING = Msg("教师强制的约定：第 t 步之后抽一个 u，u < `teacher_forcing_ratio` 时下一步输入 tgt[:, t]，否则输入本步的 `argmax`",
                       "The teacher forcing convention: after step t draw one u; if u < ratio feed tgt[:, t] next, "
                       "otherwise this step's argmax")
-SEQ2SEQ_LAYERS = Msg("层的名字或形状与规格不同：encoder_embedding、encoder、decoder_embedding、decoder（nn.LSTM, "
-                     "batch_first=True）、out", "Layer names or shapes differ from the spec: encoder_embedding, "
+SEQ2SEQ_LAYERS = Msg("层的名字或形状与规格不同：`encoder_embedding`、`encoder`、`decoder_embedding`、`decoder`（nn.LSTM, "
+                     "batch_first=True）、`out`", "Layer names or shapes differ from the spec: encoder_embedding, "
                      "encoder, decoder_embedding, decoder (nn.LSTM, batch_first=True), out")
-GREEDY = Msg("greedy_decode：第一步输入 sos_idx，之后输入上一步的 argmax；返回 (B, max_len) int64，不含 <SOS>",
+GREEDY = Msg("greedy_decode：第一步输入 sos_idx，之后输入上一步的 `argmax`；返回 (B, max_len) int64，不含 <SOS>",
              "greedy_decode: feed sos_idx first, then each step's argmax; return (B, max_len) int64 without <SOS>")
+SEQ2SEQ_DEFAULTS = Msg("默认值为 embed_dim=32、hidden_dim=64：`Seq2Seq(vocab_size)` 各层的名字和形状应与 "
+                       "`Seq2Seq(vocab_size, 32, 64)` 相同", "The defaults are embed_dim=32 and hidden_dim=64: "
+                       "Seq2Seq(vocab_size) must have the layer names and shapes of Seq2Seq(vocab_size, 32, 64)")
+DEFAULT_RATIO = Msg("`teacher_forcing_ratio` 默认为 0.5；教师强制的随机数要从传入的 `generator` 抽取"
+                    "（torch.rand((), generator=generator)）", "teacher_forcing_ratio defaults to 0.5, and the teacher "
+                    "forcing draws come from the provided generator (torch.rand((), generator=generator))")
 ENCODER_STATE = Msg("解码器的初始状态应是编码器的最终 (h, c)：梯度要能经它传到编码器",
                     "The decoder's initial state is the encoder's final (h, c): gradients must reach the encoder "
                     "through it")
@@ -116,7 +122,7 @@ META_DEVICE = Msg("在 'meta' 设备上出错：`forward` 里新建的张量没�
                   "(device=x.device)")
 DETACHED = Msg("输出脱离了计算图（detach() / .data / no_grad()），参数得不到梯度",
                "The output is detached from the graph (detach, .data, no_grad), so no parameter gets a gradient")
-LOGITS = Msg("模型应输出原始 logits：最后一层后面不要 softmax 或激活", "The model must output raw logits: no softmax or "
+LOGITS = Msg("模型应输出原始 logits：最后一层后面不要 `softmax` 或激活", "The model must output raw logits: no softmax or "
              "activation after the last layer")
 
 
@@ -146,11 +152,13 @@ def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: M
     extra = sorted(set(got) - set(shapes))
     wrong = sorted(k for k in set(shapes) & set(got) if got[k] != shapes[k])
     if missing or extra or wrong:
-        details = "; ".join(part for part in (
+        zh = "；".join(part for part in (
+            f"缺少 {missing}" if missing else "", f"多出 {extra}" if extra else "",
+            "形状 " + "、".join(f"{k} 为 {got[k]}（应为 {shapes[k]}）" for k in wrong) if wrong else "") if part)
+        en = "; ".join(part for part in (
             f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "",
             "shapes " + ", ".join(f"{k} {got[k]} (expected {shapes[k]})" for k in wrong) if wrong else "") if part)
-        checks.fail(Msg(f"{what}：参数与规格不同（{details}）", f"{what}: the parameters differ from the spec ({details})"),
-                    hint)
+        checks.fail(Msg(f"{what}：参数与规格不同（{zh}）", f"{what}: the parameters differ from the spec ({en})"), hint)
 
 
 def _random_state(rng: torch.Generator, shapes: dict[str, list[int]], scale: float = 0.4,
@@ -233,8 +241,8 @@ def _check_cell_outputs(res: dict, state: dict, xs: torch.Tensor, state0, what: 
     variants = {name: _cell_variant(state, xs, state0, name) for name in CELL_MISTAKES}
     for k, label in enumerate(("h", "c")):
         mistakes = {hint: v[k] for name, v in variants.items() for hint in [CELL_MISTAKES[name]]}
-        checks.assert_close(res["outs"][k], expected[k], f"{what}: {label} (stacked over {xs.shape[0]} steps)",
-                            mistakes=mistakes)
+        checks.assert_close(res["outs"][k], expected[k],
+                            f"{what}: torch.stack([{label}_t for t in range({xs.shape[0]})])", mistakes=mistakes)
 
 
 def _cell_case(rng: torch.Generator, steps: int, batch: int, i: int, h: int, dtype=torch.float32, with_state=True):
@@ -259,7 +267,7 @@ def test_cell_parameters_and_shapes(student, rng):
     _fail_on_error(res, "LSTMCellScratch(3, 5)(x[4,3], None)", INIT_STATE)
     for k, label in enumerate(("h", "c")):
         checks.assert_dtype(res["outs"][k], torch.float32, f"LSTMCellScratch(3, 5)(x[4,3], None) → {label}")
-        checks.assert_shape(res["outs"][k], (1, 4, 5), f"LSTMCellScratch(3, 5)(x[4,3], None) → {label} (1 step stacked)")
+        checks.assert_shape(res["outs"][k], (1, 4, 5), f"LSTMCellScratch(3, 5)(x[4,3], None) → torch.stack([{label}])")
 
 
 @graded(task="LSTMCellScratch", kind="accuracy", points=2, visibility="public")
@@ -267,7 +275,7 @@ def test_cell_matches_lstmcell(student, rng):
     """After load_from(nn.LSTMCell(6, 4)), 10 unrolled steps on a batch of 3 equal nn.LSTMCell's h and c."""
     state, xs, state0 = _cell_case(rng, 10, 3, 6, 4)
     res = student.probe("cell_unroll", input_size=6, hidden_size=4, xs=xs, cell_state=state, state0=state0)
-    what = "LSTMCellScratch(6, 4) after load_from, 10 steps"
+    what = "LSTMCellScratch(6, 4).load_from(nn.LSTMCell(6, 4)), x[10,3,6], state=(h0, c0)"
     _fail_on_error(res, what, LOAD_FROM if res.get("load_error") else None)
     expected, _ = _torch_cell_unroll(state, xs, state0)
     if not all(isinstance(o, torch.Tensor) and o.shape == e.shape and torch.allclose(o, e, atol=1e-5)
@@ -289,7 +297,7 @@ def test_cell_gradients_match_lstmcell(student, rng):
                                                                                     dtype=torch.float64)
     res = student.probe("cell_unroll", input_size=5, hidden_size=4, xs=xs, cell_state=state, state0=state0,
                         dtype=torch.float64, grad_outputs=[gh, gc])
-    what = "LSTMCellScratch(5, 4), float64, 10 steps"
+    what = "LSTMCellScratch(5, 4), float64, x[10,3,5], state=(h0, c0)"
     _check_cell_outputs(res, state, xs, state0, what)
     _, (param_grads, input_grads) = _torch_cell_unroll(state, xs, state0, [gh, gc])
     for name, expected in param_grads.items():
@@ -306,7 +314,7 @@ def test_cell_edge_cases(student, rng):
         state, xs, _ = _cell_case(rng, steps, batch, i, h, dtype=torch.float64, with_state=False)
         res = student.probe("cell_unroll", input_size=i, hidden_size=h, xs=xs, cell_state=state, load="state_dict",
                             dtype=torch.float64)
-        what = f"LSTMCellScratch({i}, {h}), float64, x[{batch},{i}], state=None"
+        what = f"LSTMCellScratch({i}, {h}), float64, x[{steps},{batch},{i}], state=None"
         _check_cell_outputs(res, state, xs, None, what)
         checks.assert_dtype(res["outs"][0], torch.float64, what, hint=INIT_STATE)
 
@@ -468,7 +476,7 @@ def test_forecaster_edge_cases(student, rng):
 def test_forecaster_meta_device(student):
     """On the meta device a 2-layer GRU forecaster gives (B, 1) on meta."""
     x = torch.empty(3, 7, 1, device="meta")
-    what = "SineForecaster(6, 2, 'gru').to('meta')(x[3,7,1] on meta)"
+    what = "SineForecaster(6, 2, 'gru').to('meta')(x[3,7,1].to('meta'))"
     res = _call_or_fail(lambda: student.probe("module_run", cls="SineForecaster", args=[], kwargs={
         "hidden_size": 6, "num_layers": 2, "cell": "gru"}, inputs=[x], device="meta"), what, META_DEVICE)
     _fail_on_error(res, what, META_DEVICE)
@@ -552,7 +560,7 @@ def test_last_step_values(student, rng):
     _check_last_steps(student, outputs, torch.randint(1, 6, (9,), generator=rng), "last_valid_step(outputs[9,6,4], lengths < 6)")
     lengths = torch.randint(1, 7, (9,), generator=rng)
     lengths[0] = 6
-    _check_last_steps(student, outputs, lengths, "last_valid_step(outputs[9,6,4], lengths ≤ 6)", edge=True)
+    _check_last_steps(student, outputs, lengths, "last_valid_step(outputs[9,6,4], lengths <= 6)", edge=True)
 
 
 @graded(task="last_valid_step", kind="gradient", points=1, visibility="public")
@@ -566,7 +574,7 @@ def test_last_step_gradient(student, rng):
     checks.assert_attached(res["output"], what, hint=DETACHED)
     expected = torch.zeros_like(outputs)
     expected[torch.arange(6), lengths - 1] = grad_output
-    checks.assert_grad(res["grads"][0], expected, f"{what}: outputs", hint=LENGTH_MINUS_ONE)
+    checks.assert_grad(res["grads"][0], expected, f"{what}: outputs[6,5,3]", hint=LENGTH_MINUS_ONE)
 
 
 @graded(task="last_valid_step", kind="accuracy", points=1, visibility="hidden")
@@ -577,7 +585,7 @@ def test_last_step_edge_cases(student, rng):
     _check_last_steps(student, outputs, torch.ones(4, dtype=torch.long), "last_valid_step(outputs[4,5,3], lengths = 1)")
     _check_last_steps(student, outputs[:1], torch.tensor([3]), "last_valid_step(outputs[1,5,3], lengths = [3])")
     lengths = torch.randint(1, 6, (4,), generator=rng, dtype=torch.int32)
-    _check_last_steps(student, outputs, lengths, "last_valid_step(outputs[4,5,3], int32 lengths)", edge=True)
+    _check_last_steps(student, outputs, lengths, "last_valid_step(outputs[4,5,3], lengths.int())", edge=True)
 
 
 @graded(task="last_valid_step", kind="shape", points=1, visibility="hidden")
@@ -585,7 +593,7 @@ def test_last_step_meta_outputs_cpu_lengths(student, rng):
     """outputs on the meta device with lengths on the CPU give (B, H) on meta."""
     outputs = torch.empty(6, 5, 3, device="meta")
     lengths = torch.randint(1, 6, (6,), generator=rng)
-    what = "last_valid_step(outputs[6,5,3] on meta, lengths on cpu)"
+    what = "last_valid_step(outputs[6,5,3].to('meta'), lengths[6].to('cpu'))"
     out = _call_or_fail(lambda: student.last_valid_step(outputs, lengths), what, LENGTHS_DEVICE)
     checks.assert_shape(out, (6, 3), what, hint=PER_SAMPLE)
     checks.assert_device(out, "meta", what, hint=LENGTHS_DEVICE)
@@ -661,7 +669,7 @@ def _check_classifier(student, rng, batch: int, steps: int, layers: int = 1, pad
     _fail_on_error(res, what)
     if extra_pad:  # the submission against itself first: the symptom is that padding matters at all
         unpadded = res["more_outs"][0]
-        checks.assert_close(res["out"], unpadded, f"{what} vs the same without the {extra_pad} extra PAD columns",
+        checks.assert_close(res["out"], unpadded, f"{what} == model(tokens[:, :-{extra_pad}], lengths)",
                             hint=USE_PACKING)
     with torch.no_grad():
         expected = _classify(state, tokens, lengths, hidden, layers)
@@ -750,7 +758,7 @@ def test_classifier_meta_device(student, rng):
     """With the model and tokens on the meta device and the lengths on the CPU, the logits are (B, C) on meta."""
     _, lengths = _sentences(rng, 4, 6, 13)
     tokens = torch.empty(4, 6, dtype=torch.long, device="meta")
-    what = "BiLSTMClassifier(13, 5, 4, 3, num_layers=2).to('meta')(tokens on meta, lengths on cpu)"
+    what = "BiLSTMClassifier(13, 5, 4, 3, num_layers=2).to('meta')(tokens[4,6].to('meta'), lengths[4].to('cpu'))"
     res = _call_or_fail(lambda: student.probe("module_run", cls="BiLSTMClassifier", args=[13, 5, 4, 3],
                                               kwargs={"num_layers": 2}, inputs=[tokens, lengths], device="meta"),
                         what, META_DEVICE)
@@ -783,7 +791,7 @@ def test_classifier_learns_sentiment(student, spec, rng):
                         "hidden_dim": p["hidden"], "num_classes": 2}, tokens=tokens[:n], lengths=lengths[:n],
                         labels=labels[:n], eval_tokens=tokens[n:], eval_lengths=lengths[n:], epochs=p["epochs"],
                         lr=p["lr"], batch_size=p["batch_size"], seed=seed)
-    what = "BiLSTMClassifier on synthetic sentiment"
+    what = f"fit_sentiment(BiLSTMClassifier({p['vocab']}, {p['embed']}, {p['hidden']}, 2))"
     logits = res["logits"]
     checks.assert_shape(logits, (len(labels) - n, 2), f"{what}: model(eval_tokens, eval_lengths)")
     checks.assert_finite(logits, f"{what}: model(eval_tokens, eval_lengths)")
@@ -856,10 +864,18 @@ def _start_sensitive_case(rng: torch.Generator, batch: int, src_len: int, tgt_le
     return state, src, tgt, args
 
 
+def _seq2seq_call(args, src, tgt, ratio=None, seed=None, device=None) -> str:
+    """The label of a forward call: ``Seq2Seq(9, 5, 6)(src[3,4], tgt[3,6], 0.5)``, the ratio left out when the
+    test relies on its default, with the generator when one seed matters, with ``.to(device)`` on model and inputs."""
+    on = f".to({device!r})" if device is not None else ""
+    parts = [f"src[{src.shape[0]},{src.shape[1]}]{on}", f"tgt[{tgt.shape[0]},{tgt.shape[1]}]{on}"]
+    parts += [f"{ratio}"] if ratio is not None else []
+    parts += [f"generator=torch.Generator().manual_seed({seed})"] if seed is not None else []
+    return f"Seq2Seq{tuple(args)}{on}({', '.join(parts)})"
+
+
 def _run_seq2seq(student, state, src, tgt, args, ratio, seeds, decode_len=None, global_seed=0, device=None):
-    what = f"Seq2Seq{tuple(args)}(src[{src.shape[0]},{src.shape[1]}], tgt[{tgt.shape[0]},{tgt.shape[1]}], {ratio})"
-    if device is not None:
-        what += f" on {device}"
+    what = _seq2seq_call(args, src, tgt, ratio, device=device)
     res = _call_or_fail(lambda: student.probe(
         "seq2seq_run", args=args, kwargs={}, state=state, src=src, tgt=tgt, ratio=ratio, generator_seeds=seeds,
         decode_len=decode_len, global_seed=global_seed, device=device), what, OUTPUT_DEVICE if device else None)
@@ -898,8 +914,7 @@ def test_seq2seq_shapes(student, rng):
     checks.assert_shape(res["decoded"], (3, 4), f"Seq2Seq{tuple(args)}.greedy_decode(src[3,4], 4)", GREEDY)
     res = student.probe("module_run", cls="Seq2Seq", args=[9], inputs=[src, tgt], call_kwargs={
         "teacher_forcing_ratio": 1.0, "generator_seed": _seed(rng)})
-    _check_structure(res, _seq2seq_shapes(9, 32, 64), "Seq2Seq(9) (embed_dim=32, hidden_dim=64 by default)",
-                     SEQ2SEQ_LAYERS)
+    _check_structure(res, _seq2seq_shapes(9, 32, 64), "Seq2Seq(9)", SEQ2SEQ_DEFAULTS)
 
 
 @graded(task="Seq2Seq", kind="accuracy", points=2, visibility="public")
@@ -925,13 +940,12 @@ def test_seq2seq_teacher_forcing_from_generator(student, rng):
     res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [seed])
     with torch.no_grad():
         expected = _spec_decode(state, src, tgt, 0.5, seed)
-    _check_logits(res["outs"][0], expected, f"{what} with generator=torch.Generator().manual_seed({seed})",
-                  hint=USE_GENERATOR)
+    _check_logits(res["outs"][0], expected, _seq2seq_call(args, src, tgt, 0.5, seed), hint=USE_GENERATOR)
     res = student.probe("module_run", cls="Seq2Seq", args=args, inputs=[src, tgt], state=state,
                         call_kwargs={"generator_seed": seed})
+    what = _seq2seq_call(args, src, tgt, seed=seed)
     _fail_on_error(res, what)
-    _check_logits(res["out"], expected, f"Seq2Seq{tuple(args)}(src, tgt, generator=torch.Generator().manual_seed("
-                  f"{seed})) (teacher_forcing_ratio 0.5 by default)", hint=USE_GENERATOR)
+    _check_logits(res["out"], expected, what, hint=DEFAULT_RATIO)
 
 
 @graded(task="Seq2Seq", kind="gradient", points=1, visibility="public")
@@ -943,7 +957,7 @@ def test_seq2seq_gradients(student, rng):
     res = student.probe("module_run", cls="Seq2Seq", args=args, inputs=[src, tgt], state=state, dtype=torch.float64,
                         mode="train", call_kwargs={"teacher_forcing_ratio": 1.0, "generator_seed": _seed(rng)},
                         grad_output=g)
-    what = f"Seq2Seq{tuple(args)}(src, tgt, 1.0), float64"
+    what = f"{_seq2seq_call(args, src, tgt, 1.0)}, float64"
     _check_structure(res, _seq2seq_shapes(*args), what, SEQ2SEQ_LAYERS)
     _fail_on_error(res, what)
     checks.assert_attached(res["out"], what, hint=DETACHED)
@@ -970,24 +984,25 @@ def test_seq2seq_reproducible_and_global_rng(student, rng):
     for out, seed in zip(res["outs"], seeds):
         with torch.no_grad():
             expected = _spec_decode(state, src, tgt, 0.5, seed)
-        _check_logits(out, expected, f"{what} with generator seed {seed}", hint=USE_GENERATOR)
+        _check_logits(out, expected, _seq2seq_call(args, src, tgt, 0.5, seed), hint=USE_GENERATOR)
     for drawn, seed in zip(res["next_draws"], seeds):
+        seeded = _seq2seq_call(args, src, tgt, 0.5, seed)
         generator = torch.Generator().manual_seed(seed)
         torch.rand(tgt.shape[1] - 2, generator=generator)  # one draw after each step but the last
         checks.assert_true(isinstance(drawn, torch.Tensor) and torch.equal(drawn, torch.rand(1, generator=generator)),
-                           Msg(f"{what}：forward 从 generator 抽取的随机数个数不是 T−2 = {tgt.shape[1] - 2}",
-                               f"{what}: forward did not draw T−2 = {tgt.shape[1] - 2} numbers from the generator"),
+                           Msg(f"{seeded}：`forward` 从 `generator` 抽取的随机数个数不是 T−2 = {tgt.shape[1] - 2}",
+                               f"{seeded}: forward did not draw T−2 = {tgt.shape[1] - 2} numbers from the generator"),
                            TEACHER_FORCING)
     untouched = torch.Generator().manual_seed(global_seed)
     checks.assert_true(torch.equal(res["after_draws"], torch.rand(4, generator=untouched)), Msg(
-        f"{what}：forward 之后全局随机数状态变了", f"{what}: the global RNG state changed during forward"), USE_GENERATOR)
+        f"{what}：`forward` 之后全局随机数状态变了", f"{what}: the global RNG state changed during forward"), USE_GENERATOR)
     state, src, tgt, args = _seq2seq_case(rng, 1, 3, 2)
     res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [_seed(rng)], decode_len=1)
     with torch.no_grad():
         _check_logits(res["outs"][0], _spec_decode(state, src, tgt, 0.5, 0), what)
-        _check_decoded(res["decoded"], _spec_decode(state, src, None, 0.0, None, 1), f"Seq2Seq{tuple(args)}"
-                       ".greedy_decode(src[1,3], 1)")
-        _check_decoded(res["outs"][0].argmax(-1), res["decoded"], f"{what}: argmax vs greedy_decode")
+        greedy = f"Seq2Seq{tuple(args)}.greedy_decode(src[1,3], 1)"
+        _check_decoded(res["decoded"], _spec_decode(state, src, None, 0.0, None, 1), greedy)
+        _check_decoded(res["outs"][0].argmax(-1), res["decoded"], f"{what}.argmax(-1) == {greedy}")
 
 
 @graded(task="Seq2Seq", kind="shape", points=1, visibility="hidden")
@@ -997,8 +1012,9 @@ def test_seq2seq_meta_device(student, rng):
     res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [_seed(rng)], decode_len=3, device="meta")
     checks.assert_shape(res["outs"][0], (3, 5, 9), what, ALIGN_TGT)
     checks.assert_device(res["outs"][0], "meta", what, hint=OUTPUT_DEVICE)
-    checks.assert_shape(res["decoded"], (3, 3), f"{what}.greedy_decode(src, 3)", GREEDY)
-    checks.assert_device(res["decoded"], "meta", f"{what}.greedy_decode(src, 3)", hint=OUTPUT_DEVICE)
+    greedy = f"Seq2Seq{tuple(args)}.to('meta').greedy_decode(src[3,4].to('meta'), 3)"
+    checks.assert_shape(res["decoded"], (3, 3), greedy, GREEDY)
+    checks.assert_device(res["decoded"], "meta", greedy, hint=OUTPUT_DEVICE)
 
 
 def _make_reverse(n: int, length: int, vocab: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1019,7 +1035,7 @@ def test_seq2seq_learns_reversal(student, spec, rng):
     res = student.probe("fit_reverse", kwargs={"vocab_size": p["vocab"], "embed_dim": p["embed"],
                         "hidden_dim": p["hidden"]}, src=src.view(*shape, -1), tgt=tgt.view(*shape, -1),
                         eval_src=eval_src, decode_len=p["length"], lr=p["lr"], seed=seed)
-    what = "Seq2Seq on sequence reversal"
+    what = f"fit_reverse(Seq2Seq({p['vocab']}, {p['embed']}, {p['hidden']}))"
     decoded = res["decoded"]
     checks.assert_shape(decoded, (p["eval"], p["length"]), f"{what}: greedy_decode(eval_src, {p['length']})", GREEDY)
     acc = float((decoded == eval_tgt[:, 1:]).float().mean())
