@@ -506,9 +506,9 @@ def _assert_mse(pred, target, threshold: float, what: str) -> None:
     checks.assert_shape(pred, target.shape, f"{what}: model(x_eval)", hint=BATCH_FIRST)
     checks.assert_finite(pred, f"{what}: model(x_eval)")
     mse = float(F.mse_loss(pred.double(), target.double()))
-    checks.assert_true(mse < threshold, Msg(
+    checks.assert_at_most(mse, threshold, Msg(
         f"{what}：训练后在留出序列上的 MSE 为 {mse:.2e}，要求低于 {threshold:.0e}",
-        f"{what}: the held-out MSE after training is {mse:.2e}, below {threshold:.0e} is required"), LAST_STEP)
+        f"{what}: the held-out MSE after training is {mse:.2e}, below {threshold:.0e} is required"), hint=LAST_STEP)
 
 
 @graded(task="SineForecaster", kind="accuracy", points=2, visibility="public")
@@ -797,9 +797,10 @@ def test_classifier_learns_sentiment(student, spec, rng):
     checks.assert_finite(logits, f"{what}: model(eval_tokens, eval_lengths)")
     acc = float((logits.argmax(1) == labels[n:]).float().mean())
     threshold = spec.param("sentiment_accuracy")
-    checks.assert_true(acc >= threshold, Msg(
+    checks.assert_at_least(acc, threshold, Msg(
         f"{what}：训练后在留出句子上的准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
-        f"{what}: held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"), BACKWARD_STATE)
+        f"{what}: held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"),
+        hint=BACKWARD_STATE)
 
 
 # -- T8.5 Seq2Seq ----------------------------------------------------------------------------------------------
@@ -1040,7 +1041,7 @@ def test_seq2seq_learns_reversal(student, spec, rng):
     checks.assert_shape(decoded, (p["eval"], p["length"]), f"{what}: greedy_decode(eval_src, {p['length']})", GREEDY)
     acc = float((decoded == eval_tgt[:, 1:]).float().mean())
     threshold = spec.param("reverse_accuracy")
-    checks.assert_true(acc >= threshold, Msg(
+    checks.assert_at_least(acc, threshold, Msg(
         f"{what}：训练后贪心解码的词元准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
         f"{what}: greedy token accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"),
-        TEACHER_FORCING)
+        hint=TEACHER_FORCING)

@@ -204,11 +204,23 @@ def assert_at_least(value: float, threshold: float, message: Msg, *, metric: str
     """A metric of a short training run (held-out accuracy, say) reaches ``threshold``. The value,
     the threshold and the training loss per step (``curve``, when the probe returns one) go to the
     report, where they are drawn as a curve with the threshold beside it."""
+    _record_threshold(value, threshold, metric, curve, "at_least")
+    assert_true(math.isfinite(value) and value >= threshold, message, hint)
+
+
+def assert_at_most(value: float, threshold: float, message: Msg, *, metric: str = "mse",
+                   curve: Any = None, hint: Msg | None = None) -> None:
+    """A loss-like metric of a short training run (held-out MSE, say) stays below ``threshold``;
+    recorded for the report like ``assert_at_least``."""
+    _record_threshold(value, threshold, metric, curve, "at_most")
+    assert_true(math.isfinite(value) and value < threshold, message, hint)
+
+
+def _record_threshold(value: float, threshold: float, metric: str, curve: Any, direction: str) -> None:
     losses = [float(v) for v in curve] if isinstance(curve, (list, tuple)) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in curve) else []
     evidence.record("threshold", metric=metric, value=evidence.finite(value), threshold=threshold,
-                    losses=evidence.thin_curve(losses))
-    assert_true(math.isfinite(value) and value >= threshold, message, hint)
+                    direction=direction, losses=evidence.thin_curve(losses))
 
 
 def assert_number_close(got: Any, expected: float, what: str, *, atol: float, hint: Msg | None = None) -> None:

@@ -59,13 +59,16 @@ def curve(values: list[float | None]) -> dict[str, Any] | None:
             "high": f"{high:.3g}", "steps": last + 1}
 
 
-def meter(value: float | None, threshold: float, upper: float = 1.0) -> dict[str, Any]:
-    """A bar for a metric in [0, upper] with the threshold marked."""
+def meter(value: float | None, threshold: float, direction: str = "at_least") -> dict[str, Any]:
+    """A bar for a metric with the threshold marked: over [0, 1] for an accuracy that must reach the
+    threshold, over [0, 1.5 × the larger of value and threshold] for a loss that must stay below it."""
     inner_w = WIDTH - 2 * PAD
+    below = direction == "at_most"
+    upper = 1.5 * max(threshold, value or 0.0) if below else max(1.0, threshold)
     shown = 0.0 if value is None else min(max(value, 0.0), upper)
+    ok = value is not None and (value < threshold if below else value >= threshold)
     return {"width": WIDTH, "height": 44, "pad": PAD, "bar": inner_w * shown / upper,
-            "mark": PAD + inner_w * min(threshold, upper) / upper, "inner": inner_w,
-            "ok": value is not None and value >= threshold}
+            "mark": PAD + inner_w * min(threshold, upper) / upper, "inner": inner_w, "ok": ok}
 
 
 def ratio_strip(ratios: list[float], factor: float, median: float) -> dict[str, Any]:

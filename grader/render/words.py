@@ -35,6 +35,8 @@ WORDS: dict[str, Msg] = {
     "threshold": Msg("要求", "required"),
     # fields: the metric's name, its value, the threshold
     "threshold_caption": Msg("{} 为 {}，要求至少 {}", "{} {}, at least {} required"),
+    "threshold_below": Msg("上限", "limit"),
+    "threshold_below_caption": Msg("{} 为 {}，要求低于 {}", "{} {}, below {} required"),
     "loss_curve": Msg("训练损失（每步）", "training loss per step"),
     "footer": Msg("由自动评测工具生成。隐藏测试只显示名称和提示。", "Made by torch-grader. Hidden tests show their name and hint only."),
     "footer_instructor": Msg("由自动评测工具生成（教师视图：包含隐藏测试的全部细节）。",
