@@ -171,6 +171,7 @@ def test_class_dashboard(reports: dict[str, Path], tmp_path: Path) -> None:
         "passing-student", "failing-student", "hostile-student"}
     assert 'id="histograms"' in page and page.count("<figure data-exercise=") >= 4
     assert re.search(r"standardize\w*</code></td><td>[12] / 3", page)
+    assert "fit_line_recovers_line</code></td><td>1 / 2" in page  # the hostile one did not submit ex02
     assert "<script>" not in page
     proc = subprocess.run([sys.executable, "-m", "grader", "report", "class", str(reports["passing"].parent),
                            "--out", str(tmp_path), "--lang", "zh"], capture_output=True, text=True, timeout=120)

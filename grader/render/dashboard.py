@@ -78,6 +78,8 @@ def _hardest(reports: list[dict[str, Any]], lang: Lang) -> list[dict[str, Any]]:
     seen: Counter[tuple[str, str]] = Counter()
     for report in reports:
         for exercise in report.get("exercises", []):
+            if not exercise.get("submitted", True):
+                continue  # not an attempt: counted under failures by cause, not here
             for test in exercise.get("tests", []):
                 key = (exercise["id"], test["name"])
                 seen[key] += 1

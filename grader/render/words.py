@@ -47,13 +47,15 @@ WORDS: dict[str, Msg] = {
     "submissions": Msg("份提交", "submissions"),
     "histogram": Msg("得分分布", "Score distribution"),
     "hardest": Msg("最多人未通过的测试", "Tests most students fail"),
-    "failed_by": Msg("未通过人数", "students failing"),
     "common_message": Msg("最常见的提示", "most common message"),
     "durations": Msg("每份提交的评测时间", "Grading time per submission"),
     "median": Msg("中位数", "median"),
     "slowest": Msg("最长", "longest"),
     "causes": Msg("未通过的原因", "Failures by cause"),
     "student": Msg("学生", "student"),
+    "per_student": Msg("每位学生", "Per student"),
+    "grading_time": Msg("评测时间", "grading time"),
+    "failed_by": Msg("未通过人数（提交了该练习的学生中）", "students failing (of those who submitted it)"),
     "seconds": Msg("秒", "s"),
 }
 
