@@ -338,14 +338,15 @@ def export_student(
 @export_app.command("autograder")
 def export_autograder(
     target: Path = typer.Argument(..., help="folder to create (must not exist, or be empty)"),
+    zip_it: bool = typer.Option(False, "--zip", help="also write TARGET.zip, ready to upload to Gradescope"),
     course_dir: Optional[Path] = COURSE_OPTION,
 ) -> None:
-    """Everything a grading host needs, with a manifest of content hashes."""
+    """Everything a grading host needs, with a manifest of content hashes; a Gradescope autograder as is."""
     from grader.kit import ExportError, export_autograder_course
 
     course = _course(course_dir)
     try:
-        result = export_autograder_course(course, target)
+        result = export_autograder_course(course, target, make_zip=zip_it)
     except ExportError as exc:
         raise fail(str(exc)) from None
     console.print(result.summary(), highlight=False)

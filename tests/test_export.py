@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support import COURSE, ROOT
+from support import COURSE, ROOT, write_zip
 
 from grader.kit.leaks import course_secrets, find_leaks, reference_body_lines
 from grader.kit.strip import hidden_test_names, public_tests_only
@@ -195,3 +196,39 @@ def test_reports_record_the_manifest_and_a_changed_export_is_refused(autograder_
     proc = subprocess.run(run + ["--course", str(changed)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "changed after it was exported" in proc.stderr and "autotests/ex01_tensors.toml" in proc.stderr
+
+
+# -- Gradescope ------------------------------------------------------------------------------------
+def test_autograder_export_is_a_gradescope_autograder(autograder_export: Path) -> None:
+    for name in ("run_autograder", "setup.sh"):
+        path = autograder_export / name
+        assert path.is_file() and os.access(path, os.X_OK), name
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0  # it parses
+    assert "--sandbox \"${GRADER_SANDBOX:-bwrap}\"" in (autograder_export / "run_autograder").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("upload", ["files", "zip"])
+def test_run_autograder_grades_as_gradescope_runs_it(autograder_export: Path, tmp_path: Path, upload: str) -> None:
+    """Gradescope's layout (submission/, results/, source/) in a folder of ours: results.json with
+    the documented fields, one entry per test, scores that add up."""
+    import jsonschema
+
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    reference = (COURSE.solutions_dir / "ex01_tensors.py").read_text(encoding="utf-8")
+    if upload == "zip":
+        write_zip(root / "submission" / "submission.zip", {"exercises/ex01_tensors.py": reference})
+    else:
+        (root / "submission" / "ex01_tensors.py").write_text(reference, encoding="utf-8")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_SOURCE_DIR": str(autograder_export),
+           "GRADER_PYTHON": sys.executable, "GRADER_ARGS": "-k standardize",
+           "GRADER_SANDBOX": "bwrap" if shutil.which("bwrap") else "process"}
+    proc = subprocess.run([str(autograder_export / "run_autograder")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
+    jsonschema.validate(results, json.loads((ROOT / "tests" / "schemas" / "gradescope-results.schema.json").read_text()))
+    ex01 = [t for t in results["tests"] if "ex01_tensors" in t["tags"]]
+    assert ex01 and all(t["status"] == "passed" and t["score"] == t["max_score"] for t in ex01)
+    assert results["score"] == sum(t["score"] for t in results["tests"]) > 0

@@ -2,7 +2,8 @@
 
 The course content (references, all tests, probes, data, the lock) is copied as is; the runner
 image recipe and the tool's wheel come along so the host builds and grades with exactly what was
-exported. ``manifest.json`` lists every file's SHA-256; ``grader run`` on this folder verifies
+exported. ``setup.sh`` and ``run_autograder`` at the top make the folder (zipped with ``--zip``)
+a Gradescope autograder as it is. ``manifest.json`` lists every file's SHA-256; ``grader run`` on this folder verifies
 it and records its hash in every report.
 """
 
@@ -20,7 +21,10 @@ from grader.manifest import LOCK_FILE, MANIFEST_FILE, build_manifest, content_fi
 from grader.sandbox.image import IMAGE_DIR
 
 
-def export_autograder_course(course: Course, target: Path) -> ExportResult:
+GRADESCOPE_FILES = {"run_autograder": "run_autograder.j2", "setup.sh": "setup.sh.j2"}
+
+
+def export_autograder_course(course: Course, target: Path, *, make_zip: bool = False) -> ExportResult:
     if course.kind == "student":
         raise ExportError(f"{course.root} is a student kit: it has no references or hidden tests to export")
     missing = [p for p in (course.solutions_dir, course.autotests_dir, course.probes_dir, course.root / LOCK_FILE)
@@ -29,13 +33,13 @@ def export_autograder_course(course: Course, target: Path) -> ExportResult:
         raise ExportError(f"the course lacks {', '.join(str(p) for p in missing)}: cannot grade without it")
     target = fresh_target(target)
     try:
-        return _build(course, target)
+        return _build(course, target, make_zip)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
 
 
-def _build(course: Course, target: Path) -> ExportResult:
+def _build(course: Course, target: Path, make_zip: bool) -> ExportResult:
     for name in content_files(course):
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(course.root / name, target / name)
@@ -50,5 +54,10 @@ def _build(course: Course, target: Path) -> ExportResult:
         indent=1, sort_keys=True) + "\n", encoding="utf-8")
     render_template("README.autograder.md.j2", target / "README.md", course, tool_version=__version__,
                     manifest_sha256=manifest.sha256, wheel=wheel.name)
+    for name, template in GRADESCOPE_FILES.items():  # at the top, where Gradescope looks for them
+        render_template(template, target / name, course, tool_version=__version__, wheel=wheel.name)
+        (target / name).chmod(0o755)
     result = ExportResult(target, "autograder", manifest_sha256=manifest.sha256)
+    if make_zip:  # Gradescope's upload: the folder's contents at the zip's top level
+        result.zip_path = Path(shutil.make_archive(str(target), "zip", root_dir=target))
     return result
