@@ -222,7 +222,7 @@ def _zombie(pid: int) -> bool:
 
 def _interrupt_and_resume(tmp_path: Path, how: signal.Signals, backend: str) -> None:
     inputs, out = _class(tmp_path / "in", 6), tmp_path / "out"
-    command = _command(inputs, out, "--jobs", "1", "--sandbox", backend)
+    command = _command(inputs, out, "--jobs", "1", "--sandbox", backend, "--format", "html,junit")
     # As from a terminal: SIGINT at its default even where this suite runs in the background (a
     # shell starts background jobs with SIGINT ignored, and Python then keeps ignoring it).
     batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -243,6 +243,8 @@ def _interrupt_and_resume(tmp_path: Path, how: signal.Signals, backend: str) -> 
     assert again.returncode == 0, again.stdout + again.stderr
     after = _reports(out)
     assert len(after) == 6
+    for name in after:  # the renderings asked for, beside each report
+        assert (out / "submissions" / name / "report.html").is_file() and (out / "submissions" / name / "junit.xml").is_file()
     assert {name: (out / "submissions" / name / "report.json").stat().st_mtime_ns for name in before} == stamps
     summary = json.loads((out / "batch.json").read_text())
     assert summary["counts"]["reused"] == len(before) and summary["counts"]["graded_now"] == 6 - len(before)
