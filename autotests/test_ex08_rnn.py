@@ -11,6 +11,7 @@ evaluation targets stay here.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -492,37 +493,38 @@ def _make_sine(n: int, steps: int, g: torch.Generator) -> tuple[torch.Tensor, to
     return wave[:, :steps].unsqueeze(-1), wave[:, steps:]
 
 
-def _fit_sine(student, p: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_sine(student, p: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
     g = torch.Generator().manual_seed(seed)
     x, y = _make_sine(p["train"] + p["eval"], p["steps"], g)
     n = p["train"]
     res = student.probe("fit_sine", kwargs={"hidden_size": p["hidden"], "cell": p["cell"]}, x_train=x[:n],
                         y_train=y[:n], x_eval=x[n:], epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
                         seed=seed)
-    return res["pred"], y[n:]
+    return res["pred"], y[n:], res.get("losses")
 
 
-def _assert_mse(pred, target, threshold: float, what: str) -> None:
+def _assert_mse(pred, target, threshold: float, what: str, curve: Any = None) -> None:
     checks.assert_shape(pred, target.shape, f"{what}: model(x_eval)", hint=BATCH_FIRST)
     checks.assert_finite(pred, f"{what}: model(x_eval)")
     mse = float(F.mse_loss(pred.double(), target.double()))
     checks.assert_at_most(mse, threshold, Msg(
         f"{what}：训练后在留出序列上的 MSE 为 {mse:.2e}，要求低于 {threshold:.0e}",
-        f"{what}: the held-out MSE after training is {mse:.2e}, below {threshold:.0e} is required"), hint=LAST_STEP)
+        f"{what}: the held-out MSE after training is {mse:.2e}, below {threshold:.0e} is required"),
+        curve=curve, hint=LAST_STEP)
 
 
 @graded(task="SineForecaster", kind="accuracy", points=2, visibility="public")
 def test_forecaster_learns_sine(student, spec, rng):
     """An LSTM forecaster trained 15 epochs on 768 sequences of length 20 predicts 256 held-out next values well."""
-    pred, target = _fit_sine(student, spec.param("sine_fit_public"), _seed(rng))
-    _assert_mse(pred, target, spec.param("sine_mse_public"), "SineForecaster(cell='lstm')")
+    pred, target, losses = _fit_sine(student, spec.param("sine_fit_public"), _seed(rng))
+    _assert_mse(pred, target, spec.param("sine_mse_public"), "SineForecaster(cell='lstm')", losses)
 
 
 @graded(task="SineForecaster", kind="accuracy", points=1, visibility="hidden")
 def test_forecaster_learns_sine_gru(student, spec, rng):
     """The same with a GRU."""
-    pred, target = _fit_sine(student, spec.param("sine_fit_hidden"), _seed(rng))
-    _assert_mse(pred, target, spec.param("sine_mse_hidden"), "SineForecaster(cell='gru')")
+    pred, target, losses = _fit_sine(student, spec.param("sine_fit_hidden"), _seed(rng))
+    _assert_mse(pred, target, spec.param("sine_mse_hidden"), "SineForecaster(cell='gru')", losses)
 
 
 # -- T8.3 last_valid_step ------------------------------------------------------------------------------------
@@ -800,7 +802,7 @@ def test_classifier_learns_sentiment(student, spec, rng):
     checks.assert_at_least(acc, threshold, Msg(
         f"{what}：训练后在留出句子上的准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
         f"{what}: held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"),
-        hint=BACKWARD_STATE)
+        curve=res.get("losses"), hint=BACKWARD_STATE)
 
 
 # -- T8.5 Seq2Seq ----------------------------------------------------------------------------------------------
@@ -1044,4 +1046,4 @@ def test_seq2seq_learns_reversal(student, spec, rng):
     checks.assert_at_least(acc, threshold, Msg(
         f"{what}：训练后贪心解码的词元准确率为 {acc:.3f}，要求至少 {threshold:.2f}",
         f"{what}: greedy token accuracy after training is {acc:.3f}, at least {threshold:.2f} is required"),
-        hint=TEACHER_FORCING)
+        curve=res.get("losses"), hint=TEACHER_FORCING)

@@ -1020,7 +1020,7 @@ def test_classifier_learns_order(student, spec, rng):
     checks.assert_at_least(acc, threshold, Msg(
         f"训练后在留出数据上的准确率为 {acc:.3f}，要求至少 {threshold:.2f}（随机猜测为 0.5）",
         f"held-out accuracy after training is {acc:.3f}, at least {threshold:.2f} is required (chance is 0.5)"),
-        hint=NO_POSITION if acc < 0.6 else None)
+        curve=res.get("losses"), hint=NO_POSITION if acc < 0.6 else None)
 
 
 @graded(task="TransformerClassifier", kind="accuracy", points=2, visibility="hidden")

@@ -236,16 +236,20 @@ def seq2seq_run(impl: ModuleType, args: list[Any], kwargs: dict[str, Any], state
 
 
 # -- training ----------------------------------------------------------------------------------------------
-def _fit(model: nn.Module, batches: Any, loss_of: Any, lr: float) -> None:
+def _fit(model: nn.Module, batches: Any, loss_of: Any, lr: float) -> list[float]:
+    """Train; the loss per step, for the report's training curve only (no verdict reads it)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _ADAM(params, lr=lr)
     model.train()
+    losses = []
     for batch in batches:
         loss = loss_of(*batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        losses.append(float(loss.detach()))
     model.eval()
+    return losses
 
 
 def _shuffled(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> Any:
@@ -268,9 +272,9 @@ def fit_sine(impl: ModuleType, kwargs: dict[str, Any], x_train: torch.Tensor, y_
     model = impl.SineForecaster(**kwargs)
     g = _GENERATOR().manual_seed(seed)
     batches = ((x_train[idx], y_train[idx]) for idx in _shuffled(len(x_train), batch_size, epochs, g))
-    _fit(model, batches, lambda x, y: _MSE(model(x), y), lr)
+    losses = _fit(model, batches, lambda x, y: _MSE(model(x), y), lr)
     with _NO_GRAD():
-        return {"pred": model(x_eval)}
+        return {"pred": model(x_eval), "losses": losses}
 
 
 @probe
@@ -286,9 +290,9 @@ def fit_sentiment(impl: ModuleType, kwargs: dict[str, Any], tokens: torch.Tensor
     model = impl.BiLSTMClassifier(**kwargs)
     g = _GENERATOR().manual_seed(seed)
     batches = ((tokens[idx], lengths[idx], labels[idx]) for idx in _shuffled(len(tokens), batch_size, epochs, g))
-    _fit(model, batches, lambda t, n, y: _CROSS_ENTROPY(model(t, n), y), lr)
+    losses = _fit(model, batches, lambda t, n, y: _CROSS_ENTROPY(model(t, n), y), lr)
     with _NO_GRAD():
-        return {"logits": model(eval_tokens, eval_lengths)}
+        return {"logits": model(eval_tokens, eval_lengths), "losses": losses}
 
 
 @probe
@@ -309,5 +313,5 @@ def fit_reverse(impl: ModuleType, kwargs: dict[str, Any], src: torch.Tensor, tgt
         logits = model(s, t, 1.0, g)
         return _CROSS_ENTROPY(logits.reshape(-1, vocab), t[:, 1:].reshape(-1))
 
-    _fit(model, zip(src.unbind(0), tgt.unbind(0)), loss_of, lr)
-    return {"decoded": model.greedy_decode(eval_src, decode_len)}
+    losses = _fit(model, zip(src.unbind(0), tgt.unbind(0)), loss_of, lr)
+    return {"decoded": model.greedy_decode(eval_src, decode_len), "losses": losses}

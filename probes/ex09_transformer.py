@@ -162,6 +162,7 @@ def fit_order(impl: ModuleType, kwargs: dict[str, Any], x_train: torch.Tensor, y
     g = torch.Generator().manual_seed(seed)
     n = len(x_train)
     model.train()
+    losses = []  # for the report's training curve only: no verdict reads it
     for _ in range(epochs):
         order = _RANDPERM(n, generator=g)
         for start in range(0, n - batch_size + 1, batch_size):
@@ -170,10 +171,11 @@ def fit_order(impl: ModuleType, kwargs: dict[str, Any], x_train: torch.Tensor, y
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            losses.append(float(loss.detach()))
     model.eval()
     with _NO_GRAD():
         logits = model(x_eval)
-    return {"logits": logits, "n_params": sum(p.numel() for p in params)}
+    return {"logits": logits, "n_params": sum(p.numel() for p in params), "losses": losses}
 
 
 def _flat(out: Any) -> Any:
