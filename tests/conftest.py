@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from reports_support import graded_reports
 from support import ROOT
 
 
@@ -34,3 +35,9 @@ def student_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def autograder_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _export("autograder", tmp_path_factory.mktemp("export") / "autograder")
+
+
+@pytest.fixture(scope="session")
+def graded_report_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A passing, a failing and a hostile submission graded once for the report and browser tests."""
+    return graded_reports(tmp_path_factory.mktemp("reports"))

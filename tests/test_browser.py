@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from reports_support import REQUIRE_BROWSER, graded_reports, load
+from reports_support import REQUIRE_BROWSER, load
 
 from grader.render import render
 from grader.render.dashboard import render_class
@@ -34,8 +34,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return graded_reports(tmp_path_factory.mktemp("browser-reports"))
+def reports(graded_report_folders: dict[str, Path]) -> dict[str, Path]:
+    return graded_report_folders
 
 
 @pytest.fixture(scope="module")

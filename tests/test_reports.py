@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from reports_support import JUNIT_XSD, REQUIRE_BROWSER, graded_reports, load
+from reports_support import JUNIT_XSD, REQUIRE_BROWSER, load
 from support import ROOT
 
 from grader.render import FORMATS, render
@@ -25,8 +25,8 @@ GRADESCOPE_SCHEMA = json.loads((ROOT / "tests" / "schemas" / "gradescope-results
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return graded_reports(tmp_path_factory.mktemp("reports"))
+def reports(graded_report_folders: dict[str, Path]) -> dict[str, Path]:
+    return graded_report_folders
 
 
 def _hidden_details(report: dict) -> list[str]:

@@ -180,13 +180,16 @@ def _environment(report: dict[str, Any], lang: Lang) -> list[tuple[str, str]]:
     course = report.get("course") or {}
     sandbox = report.get("sandbox") or {}
     env = report.get("environment") or {}
-    device = env.get("device") or env.get("gpu") or "cpu"
+    devices = env.get("devices") or []
+    device = ", ".join(str(d) for d in devices) if devices else "cpu"
+    if env.get("cuda") or env.get("driver"):
+        device += f" (CUDA {env.get('cuda') or '?'}, driver {env.get('driver') or '?'})"
     rows = [
         ("tool", str(report.get("tool_version", ""))),
         ("course", " ".join(str(course.get(k, "")) for k in ("id", "version") if course.get(k))),
         ("sandbox", str(sandbox.get("backend", ""))),
         ("image", str(sandbox.get("image", "") or "")),
-        ("device", device if isinstance(device, str) else str(device)),
+        ("device", device),
         ("torch", str(env.get("torch", "") or "")),
         ("seed", str(report.get("seed_id", ""))),
         ("finished", str(report.get("finished_at", ""))),
