@@ -91,8 +91,8 @@ def test_report_page(browser, reports, shots, tmp_path: Path, name: str, lang: s
         for exercise in report["exercises"]:
             section = page.locator(f"section#{exercise['id']}")
             assert section.count() == 1
-            failed = [t for t in exercise["tests"] if t["status"] != "passed"]
-            assert section.locator(".test.failed").count() == len(failed)
+            failed = [t for t in exercise["tests"] if t["status"] != "passed"] if exercise["submitted"] else []
+            assert section.locator(".test.failed").count() == len(failed)  # a missing exercise: said once
         body = " ".join(page.locator("body").inner_text().split())
         if audience == "student":
             for line in _hidden_only_lines(report, lang):
