@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from grader import checks
 from grader.i18n import Msg
@@ -124,14 +123,6 @@ def _seed(rng: torch.Generator) -> int:
 def _randint(rng: torch.Generator, low: int, high: int) -> int:
     """An integer in [low, high]."""
     return int(torch.randint(low, high + 1, (1,), generator=rng))
-
-
-def _fail_on_error(res: dict, what: str, hint: Msg | None = None) -> None:
-    for key in ("error", "load_error"):
-        if res.get(key):
-            word = ("load_state_dict 失败：", "load_state_dict failed: ") if key == "load_error" else \
-                   ("你的代码抛出了异常 ", "your code raised ")
-            checks.fail(Msg(f"{what}：{word[0]}{res[key]}", f"{what}: {word[1]}{res[key]}"), hint)
 
 
 # -- T6.1 conv_output_size / flatten_dim ---------------------------------------------------------------
@@ -593,7 +584,7 @@ def _resnet_forward(x: torch.Tensor, s: dict, widths: list[int], train: bool, so
 
 def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: Msg | None = None) -> None:
     """The registered parameters and the state_dict keys are the spec's."""
-    _fail_on_error(res, what, hint)
+    checks.fail_on_probe_error(res, what, hint)
     params = _params_of(shapes)
     got = res["param_shapes"]
     missing = sorted(set(params) - set(got))
@@ -614,7 +605,7 @@ def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: M
 def _check_grads(res: dict, what: str) -> None:
     out = res["outs"][-1]
     checks.assert_attached(out, what, hint=DETACHED)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     for name, grad in res["grads"].items():
         checks.assert_true(grad is not None and bool(grad.abs().sum() > 0), Msg(
             f"{what}：参数 {name} 没有得到（非零）梯度", f"{what}: parameter {name} received no (non-zero) gradient"), UNUSED)
@@ -635,7 +626,7 @@ def _run_shape(student, cls: str, what: str, x: torch.Tensor, classes: int, **kw
     res = student.probe("module_run", cls=cls, x=x, **kwargs)
     out = (res.get("outs") or [None])[0]
     hint = _shape_hint(out, x.shape[0], classes, res.get("error"))
-    _fail_on_error(res, what, hint)
+    checks.fail_on_probe_error(res, what, hint)
     checks.assert_shape(out, (x.shape[0], classes), what, hint=hint)
     return res
 
@@ -678,7 +669,7 @@ def test_lenet_forward_values(student, rng):
         what = f"LeNet({cin}, {classes}, {size}).double().eval()(x)"
         res = student.probe("module_run", cls="LeNet", args=[cin, classes, size], x=x, state=state,
                             dtype=torch.float64, more=[x[perm], x[:1]])
-        _fail_on_error(res, what, LAYER_NAMES if res.get("load_error") else None)
+        checks.fail_on_probe_error(res, what, LAYER_NAMES if res.get("load_error") else None)
         expected = _lenet_forward(x, state)
         checks.assert_close(res["outs"][0], expected, what, mistakes={
             LOGITS: _lenet_forward(x, state, "softmax"), MAX_POOL: _lenet_forward(x, state, "avg_pool"),
@@ -701,7 +692,7 @@ def test_lenet_sizes_channels_devices(student, rng):
     checks.assert_dtype(res["outs"][0], torch.float64, "LeNet(input_size=32).double()(x)", hint=KEEP_DTYPE)
     meta = torch.empty(4, 1, 28, 28, device="meta")
     res = student.probe("module_run", cls="LeNet", args=[], x=meta, device="meta")
-    _fail_on_error(res, "LeNet().to('meta')(x)", META_DEVICE)
+    checks.fail_on_probe_error(res, "LeNet().to('meta')(x)", META_DEVICE)
     checks.assert_shape(res["outs"][0], (4, 10), "LeNet().to('meta')(x)")
     checks.assert_device(res["outs"][0], "meta", "LeNet().to('meta')(x)", hint=META_DEVICE)
 
@@ -734,7 +725,7 @@ def test_block_output_shapes_and_parameters(student, rng):
         res = student.probe("module_run", cls="ResidualBlock", args=[cin, cout, stride], x=x, modes=["train"],
                             seed=_seed(rng))
         hint = _block_structure_hint(res, cin, cout, stride)
-        _fail_on_error(res, f"{what}(x[2, {cin}, {h}, {w}])", hint)
+        checks.fail_on_probe_error(res, f"{what}(x[2, {cin}, {h}, {w}])", hint)
         checks.assert_shape(res["outs"][0], (2, cout, -(-h // stride), -(-w // stride)), f"{what}(x[2, {cin}, {h}, {w}])",
                             hint=hint)
         _check_structure(res, _block_shapes(cin, cout, stride), what, hint=hint)
@@ -749,7 +740,7 @@ def test_block_identity_path_and_gradients(student, rng):
     what = "ResidualBlock(6, 6, zero_convs=True).eval()"
     res = student.probe("module_run", cls="ResidualBlock", args=[6, 6, 1], x=x, zero_convs=True, grad_output=g,
                         input_grad=True, seed=_seed(rng))
-    _fail_on_error(res, what, IN_PLACE if "in-place" in (res.get("error") or "") else None)
+    checks.fail_on_probe_error(res, what, IN_PLACE if "in-place" in (res.get("error") or "") else None)
     checks.assert_close(res["outs"][0], F.relu(x), f"{what}(x)", hint=BLOCK_ORDER)
     checks.assert_grad(res["x_grad"], g * (x > 0), f"x, {what}", hint=Msg(
         "梯度应经过捷径传到输入：输出应为 relu(… + shortcut(x))", "The gradient must reach the input through the shortcut: "
@@ -757,7 +748,7 @@ def test_block_identity_path_and_gradients(student, rng):
     x = torch.randn(4, 4, 6, 6, generator=rng)
     res = student.probe("module_run", cls="ResidualBlock", args=[4, 8, 2], x=x, modes=["train"], seed=_seed(rng),
                         grad_output=torch.randn(4, 8, 3, 3, generator=rng))
-    _fail_on_error(res, "ResidualBlock(4, 8, stride=2)", _block_structure_hint(res, 4, 8, 2))
+    checks.fail_on_probe_error(res, "ResidualBlock(4, 8, stride=2)", _block_structure_hint(res, 4, 8, 2))
     _check_grads(res, "ResidualBlock(4, 8, stride=2)(x)")
 
 
@@ -770,7 +761,7 @@ def _check_block_values(student, rng, cin: int, cout: int, stride: int, batch: i
     res = student.probe("module_run", cls="ResidualBlock", args=[cin, cout, stride], x=x, state=state,
                         dtype=torch.float64, modes=["train", "eval"], return_state=True)
     hint = _block_structure_hint(res, cin, cout, stride)
-    _fail_on_error(res, what, hint or (LAYER_NAMES if res.get("load_error") else None))
+    checks.fail_on_probe_error(res, what, hint or (LAYER_NAMES if res.get("load_error") else None))
     s = {k: v.clone() for k, v in state.items()}
     variants = {}
     for variant in ("no_final_relu", "relu_before_add", "bn_after_add"):
@@ -807,7 +798,7 @@ def test_block_batch_one_float64_meta(student, rng):
     """Batch 1 in eval mode, float64 and the meta device."""
     x = torch.randn(1, 4, 7, 7, generator=rng, dtype=torch.float64)
     res = student.probe("module_run", cls="ResidualBlock", args=[4, 6, 2], x=x, dtype=torch.float64, seed=_seed(rng))
-    _fail_on_error(res, "ResidualBlock(4, 6, 2).double().eval()(x[1, 4, 7, 7])", _block_structure_hint(res, 4, 6, 2))
+    checks.fail_on_probe_error(res, "ResidualBlock(4, 6, 2).double().eval()(x[1, 4, 7, 7])", _block_structure_hint(res, 4, 6, 2))
     checks.assert_shape(res["outs"][0], (1, 6, 4, 4), "ResidualBlock(4, 6, 2).double().eval()(x[1, 4, 7, 7])")
     checks.assert_dtype(res["outs"][0], torch.float64, "ResidualBlock(4, 6, 2).double()(x)", hint=KEEP_DTYPE)
     meta = torch.empty(2, 4, 8, 8, device="meta")
@@ -815,7 +806,7 @@ def test_block_batch_one_float64_meta(student, rng):
         what = f"ResidualBlock({cin}, {cout}, {stride}).to('meta')(x)"
         res = student.probe("module_run", cls="ResidualBlock", args=[cin, cout, stride], x=meta, device="meta",
                             modes=["train"])
-        _fail_on_error(res, what, _block_structure_hint(res, cin, cout, stride) or META_DEVICE)
+        checks.fail_on_probe_error(res, what, _block_structure_hint(res, cin, cout, stride) or META_DEVICE)
         checks.assert_shape(res["outs"][0], shape, what)
         checks.assert_device(res["outs"][0], "meta", what, hint=META_DEVICE)
 
@@ -828,7 +819,7 @@ def test_block_leaves_input_unchanged(student, rng):
             x = torch.randn(2, cin, 6, 6, generator=rng)
             res = student.probe("module_run", cls="ResidualBlock", args=[cin, cout, stride], x=x, modes=[mode],
                                 seed=_seed(rng))
-            _fail_on_error(res, f"ResidualBlock({cin}, {cout}).{mode}()(x)")
+            checks.fail_on_probe_error(res, f"ResidualBlock({cin}, {cout}).{mode}()(x)")
             checks.assert_close(res["x_after"], x, f"ResidualBlock({cin}, {cout}).{mode}()(x); x", atol=0, rtol=0,
                                 rel_l2=0, hint=IN_PLACE)
 
@@ -847,7 +838,7 @@ def test_resnet_input_sizes(student, rng):
         x = torch.randn(3, 1, h, w, generator=rng)
         what = f"SmallResNet()(x[3, 1, {h}, {w}])"
         res = student.probe("module_run", cls="SmallResNet", args=[], x=x, seed=_seed(rng))
-        _fail_on_error(res, what, _resnet_hint(res.get("error")))
+        checks.fail_on_probe_error(res, what, _resnet_hint(res.get("error")))
         checks.assert_shape(res["outs"][0], (3, 10), what, hint=ADAPTIVE)
 
 
@@ -879,7 +870,7 @@ def test_resnet_forward_values(student, rng):
         what = f"SmallResNet({cin}, {classes}, {tuple(widths)}).double().eval()(x)"
         res = student.probe("module_run", cls="SmallResNet", args=[cin, classes, widths], x=x, state=state,
                             dtype=torch.float64)
-        _fail_on_error(res, what, STAGES if res.get("load_error") else _resnet_hint(res.get("error")))
+        checks.fail_on_probe_error(res, what, STAGES if res.get("load_error") else _resnet_hint(res.get("error")))
         checks.assert_close(res["outs"][0], _resnet_forward(x, state, widths, False), what,
                             mistakes={LOGITS: _resnet_forward(x, state, widths, False, softmax=True)})
 
@@ -890,7 +881,7 @@ def test_resnet_eval_mode_per_sample(student, rng):
     x = torch.randn(8, 1, 8, 8, generator=rng)
     res = student.probe("module_run", cls="SmallResNet", args=[], x=x, modes=["train", "train", "eval"],
                         seed=_seed(rng), more=[x, x[:1], x.flip(0)])
-    _fail_on_error(res, "SmallResNet()")
+    checks.fail_on_probe_error(res, "SmallResNet()")
     out = res["outs"][2]
     checks.assert_close(res["more_outs"][0], out, "SmallResNet().eval()(x) #2", hint=EVAL_STATS)
     checks.assert_close(res["more_outs"][1], out[:1], "SmallResNet().eval()(x[:1])", atol=1e-4, rtol=1e-3,
@@ -910,11 +901,11 @@ def test_resnet_widths_dtypes_devices(student, rng):
         checks.assert_shape(res["outs"][0], (2, classes), f"{what}(x[2, {cin}, 12, 12])")
     x64 = torch.randn(2, 1, 8, 8, generator=rng, dtype=torch.float64)
     res = student.probe("module_run", cls="SmallResNet", args=[], x=x64, dtype=torch.float64)
-    _fail_on_error(res, "SmallResNet().double()(x)")
+    checks.fail_on_probe_error(res, "SmallResNet().double()(x)")
     checks.assert_dtype(res["outs"][0], torch.float64, "SmallResNet().double()(x)", hint=KEEP_DTYPE)
     res = student.probe("module_run", cls="SmallResNet", args=[], x=torch.empty(2, 1, 8, 8, device="meta"),
                         device="meta")
-    _fail_on_error(res, "SmallResNet().to('meta')(x)", META_DEVICE)
+    checks.fail_on_probe_error(res, "SmallResNet().to('meta')(x)", META_DEVICE)
     checks.assert_shape(res["outs"][0], (2, 10), "SmallResNet().to('meta')(x)")
     checks.assert_device(res["outs"][0], "meta", "SmallResNet().to('meta')(x)", hint=META_DEVICE)
 

@@ -132,14 +132,6 @@ def _seed(rng: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
 
 
-def _fail_on_error(res: dict, what: str, hint: Msg | None = None) -> None:
-    for key in ("error", "load_error"):
-        if res.get(key):
-            word = ("load_state_dict 失败：", "load_state_dict failed: ") if key == "load_error" else \
-                   ("你的代码抛出了异常 ", "your code raised ")
-            checks.fail(Msg(f"{what}：{word[0]}{res[key]}", f"{what}: {word[1]}{res[key]}"), hint)
-
-
 def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: Msg,
                      special: dict[str, tuple[list[int], Msg]] | None = None) -> None:
     """The registered parameters are the spec's (names and shapes); ``special`` names a wrong shape with its hint."""
@@ -148,7 +140,7 @@ def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: M
         if got.get(name) == wrong and shapes[name] != wrong:
             checks.fail(Msg(f"{what}：{name} 的形状为 {wrong}，应为 {shapes[name]}",
                             f"{what}: {name} has shape {wrong}, expected {shapes[name]}"), wrong_hint)
-    _fail_on_error(res, what, hint)
+    checks.fail_on_probe_error(res, what, hint)
     missing = sorted(set(shapes) - set(got))
     extra = sorted(set(got) - set(shapes))
     wrong = sorted(k for k in set(shapes) & set(got) if got[k] != shapes[k])
@@ -237,7 +229,7 @@ CELL_MISTAKES = {"ifog": GATE_ORDER, "sigmoid_candidate": CANDIDATE_TANH, "no_ta
 
 
 def _check_cell_outputs(res: dict, state: dict, xs: torch.Tensor, state0, what: str) -> None:
-    _fail_on_error(res, what, LOAD_FROM if res.get("load_error") else INIT_STATE if state0 is None else None)
+    checks.fail_on_probe_error(res, what, LOAD_FROM if res.get("load_error") else INIT_STATE if state0 is None else None)
     expected, _ = _torch_cell_unroll(state, xs, state0)
     variants = {name: _cell_variant(state, xs, state0, name) for name in CELL_MISTAKES}
     for k, label in enumerate(("h", "c")):
@@ -265,7 +257,7 @@ def test_cell_parameters_and_shapes(student, rng):
             f"LSTMCellScratch(3, 5)：新建的 {name} 不在 U(−1/√H, 1/√H) = U(−{bound:.3f}, {bound:.3f}) 中（或全相同）",
             f"LSTMCellScratch(3, 5): a new {name} is not drawn from U(−1/√H, 1/√H) = U(−{bound:.3f}, {bound:.3f}) "
             "(or all its values are equal)"), INIT_UNIFORM)
-    _fail_on_error(res, "LSTMCellScratch(3, 5)(x[4,3], None)", INIT_STATE)
+    checks.fail_on_probe_error(res, "LSTMCellScratch(3, 5)(x[4,3], None)", INIT_STATE)
     for k, label in enumerate(("h", "c")):
         checks.assert_dtype(res["outs"][k], torch.float32, f"LSTMCellScratch(3, 5)(x[4,3], None) → {label}")
         checks.assert_shape(res["outs"][k], (1, 4, 5), f"LSTMCellScratch(3, 5)(x[4,3], None) → torch.stack([{label}])")
@@ -277,7 +269,7 @@ def test_cell_matches_lstmcell(student, rng):
     state, xs, state0 = _cell_case(rng, 10, 3, 6, 4)
     res = student.probe("cell_unroll", input_size=6, hidden_size=4, xs=xs, cell_state=state, state0=state0)
     what = "LSTMCellScratch(6, 4).load_from(nn.LSTMCell(6, 4)), x[10,3,6], state=(h0, c0)"
-    _fail_on_error(res, what, LOAD_FROM if res.get("load_error") else None)
+    checks.fail_on_probe_error(res, what, LOAD_FROM if res.get("load_error") else None)
     expected, _ = _torch_cell_unroll(state, xs, state0)
     if not all(isinstance(o, torch.Tensor) and o.shape == e.shape and torch.allclose(o, e, atol=1e-5)
                for o, e in zip(res["outs"], expected)):
@@ -328,14 +320,14 @@ def test_cell_finite_differences(student, rng):
     common = {"input_size": 3, "hidden_size": 2, "cell_state": state, "state0": state0, "dtype": torch.float64}
     res = student.probe("cell_unroll", xs=xs, grad_outputs=[gh, gc], **common)
     what = "LSTMCellScratch(3, 2), float64"
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     u = torch.randn(xs.shape, generator=rng, dtype=torch.float64)
     u = u / u.norm()
     eps = 1e-6
     plus = student.probe("cell_unroll", xs=xs + eps * u, **common)
     minus = student.probe("cell_unroll", xs=xs - eps * u, **common)
-    _fail_on_error(plus, what)
-    _fail_on_error(minus, what)
+    checks.fail_on_probe_error(plus, what)
+    checks.fail_on_probe_error(minus, what)
     numeric = float(sum(((p - m) * g).sum() for p, m, g in zip(plus["outs"], minus["outs"], (gh, gc)))) / (2 * eps)
     checks.assert_tensor(res["input_grads"][0], f"{what}: x.grad")
     analytic = float((res["input_grads"][0] * u).sum())
@@ -352,7 +344,7 @@ def test_cell_meta_device(student, rng):
     what = "LSTMCellScratch(4, 5).to('meta')(x.to('meta'), None)"
     res = _call_or_fail(lambda: student.probe("cell_unroll", input_size=4, hidden_size=5, xs=xs, cell_state=state,
                                               device="meta"), what, INIT_STATE)
-    _fail_on_error(res, what, INIT_STATE)
+    checks.fail_on_probe_error(res, what, INIT_STATE)
     for k in range(2):
         checks.assert_shape(res["outs"][k], (2, 3, 5), what)
         checks.assert_device(res["outs"][k], "meta", what, hint=INIT_STATE)
@@ -397,7 +389,7 @@ def _check_forecast(student, rng, batch: int, steps: int, hidden: int, layers: i
                         dtype=dtype)
     what = f"SineForecaster({hidden}, num_layers={layers}, cell={cell!r})(x[{batch},{steps},1])"
     _check_structure(res, _forecaster_shapes(hidden, layers, cell), what, FORECASTER_LAYERS)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     out = res["out"]
     mistakes = {LAST_STEP: _forecast(state, x, hidden, layers, cell, "first_step"),
                 BATCH_FIRST: _forecast(state, x, hidden, layers, cell, "not_batch_first")}
@@ -430,7 +422,7 @@ def test_forecaster_shapes(student, rng):
             res = student.probe("module_run", cls="SineForecaster", args=[], kwargs=kwargs, inputs=[x])
             what = f"SineForecaster({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})(x[4,{steps},1])"
             _check_structure(res, _forecaster_shapes(kwargs.get("hidden_size", 32), 1, cell), what, FORECASTER_LAYERS)
-            _fail_on_error(res, what)
+            checks.fail_on_probe_error(res, what)
             checks.assert_shape(res["out"], (4, 1), what, _forecast_shape_hint(res["out"], 4, steps))
 
 
@@ -452,7 +444,7 @@ def test_forecaster_gradients(student, rng):
                         state=state, dtype=torch.float64, mode="train", grad_output=g)
     what = f"SineForecaster({hidden})(x[3,6,1]), float64"
     _check_structure(res, _forecaster_shapes(hidden, 1, "lstm"), what, FORECASTER_LAYERS)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     checks.assert_attached(res["out"], what, hint=DETACHED)
     ref = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     rnn = nn.LSTM(1, hidden, batch_first=True).double()
@@ -480,7 +472,7 @@ def test_forecaster_meta_device(student):
     what = "SineForecaster(6, 2, 'gru').to('meta')(x[3,7,1].to('meta'))"
     res = _call_or_fail(lambda: student.probe("module_run", cls="SineForecaster", args=[], kwargs={
         "hidden_size": 6, "num_layers": 2, "cell": "gru"}, inputs=[x], device="meta"), what, META_DEVICE)
-    _fail_on_error(res, what, META_DEVICE)
+    checks.fail_on_probe_error(res, what, META_DEVICE)
     checks.assert_shape(res["out"], (3, 1), what)
     checks.assert_device(res["out"], "meta", what, hint=META_DEVICE)
 
@@ -668,7 +660,7 @@ def _check_classifier(student, rng, batch: int, steps: int, layers: int = 1, pad
     what = (f"BiLSTMClassifier({vocab}, {embed}, {hidden}, {classes}, num_layers={layers}, pad_idx={pad}, "
             f"dropout={dropout})(tokens[{batch},{steps + extra_pad}], lengths)")
     _check_structure(res, shapes, what, CLASSIFIER_LAYERS, {"fc.weight": ([classes, hidden], BIDIR_SIZE)})
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     if extra_pad:  # the submission against itself first: the symptom is that padding matters at all
         unpadded = res["more_outs"][0]
         checks.assert_close(res["out"], unpadded, f"{what} == model(tokens[:, :-{extra_pad}], lengths)",
@@ -692,7 +684,7 @@ def test_classifier_shapes(student, rng):
     what = "BiLSTMClassifier(13, 6, 5, 3)(tokens[4,7], lengths)"
     shapes = _classifier_shapes(13, 6, 5, 3)
     _check_structure(res, shapes, what, CLASSIFIER_LAYERS, {"fc.weight": ([3, 5], BIDIR_SIZE)})
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     checks.assert_shape(res["out"], (4, 3), what)
     row = res["initial_state"]["embedding.weight"][0]
     checks.assert_true(bool((row == 0).all()), Msg(
@@ -728,7 +720,7 @@ def test_classifier_gradients(student, rng):
                         mode="train", grad_output=g)
     what = f"BiLSTMClassifier({vocab}, {embed}, {hidden}, {classes}, pad_idx={pad}), float64"
     _check_structure(res, shapes, what, CLASSIFIER_LAYERS, {"fc.weight": ([classes, hidden], BIDIR_SIZE)})
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     row = res["initial_state"].get("embedding.weight")
     checks.assert_true(isinstance(row, torch.Tensor) and bool((row[pad] == 0).all()), Msg(
         f"{what}：新建模型的 embedding.weight[{pad}] 不是全 0", f"{what}: a new model's embedding.weight[{pad}] is not "
@@ -764,7 +756,7 @@ def test_classifier_meta_device(student, rng):
     res = _call_or_fail(lambda: student.probe("module_run", cls="BiLSTMClassifier", args=[13, 5, 4, 3],
                                               kwargs={"num_layers": 2}, inputs=[tokens, lengths], device="meta"),
                         what, META_DEVICE)
-    _fail_on_error(res, what, META_DEVICE)
+    checks.fail_on_probe_error(res, what, META_DEVICE)
     checks.assert_shape(res["out"], (4, 3), what)
     checks.assert_device(res["out"], "meta", what, hint=META_DEVICE)
 
@@ -883,7 +875,7 @@ def _run_seq2seq(student, state, src, tgt, args, ratio, seeds, decode_len=None, 
         "seq2seq_run", args=args, kwargs={}, state=state, src=src, tgt=tgt, ratio=ratio, generator_seeds=seeds,
         decode_len=decode_len, global_seed=global_seed, device=device), what, OUTPUT_DEVICE if device else None)
     _check_structure(res, _seq2seq_shapes(*args), f"Seq2Seq{tuple(args)}", SEQ2SEQ_LAYERS)
-    _fail_on_error(res, what, OUTPUT_DEVICE if device == "meta" else None)
+    checks.fail_on_probe_error(res, what, OUTPUT_DEVICE if device == "meta" else None)
     return res, what
 
 
@@ -947,7 +939,7 @@ def test_seq2seq_teacher_forcing_from_generator(student, rng):
     res = student.probe("module_run", cls="Seq2Seq", args=args, inputs=[src, tgt], state=state,
                         call_kwargs={"generator_seed": seed})
     what = _seq2seq_call(args, src, tgt, seed=seed)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     _check_logits(res["out"], expected, what, hint=DEFAULT_RATIO)
 
 
@@ -962,7 +954,7 @@ def test_seq2seq_gradients(student, rng):
                         grad_output=g)
     what = f"{_seq2seq_call(args, src, tgt, 1.0)}, float64"
     _check_structure(res, _seq2seq_shapes(*args), what, SEQ2SEQ_LAYERS)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     checks.assert_attached(res["out"], what, hint=DETACHED)
     got = res["grads"].get("encoder_embedding.weight")
     checks.assert_true(got is not None and bool(got.abs().sum() > 0), Msg(

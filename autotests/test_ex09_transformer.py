@@ -127,14 +127,6 @@ def _seed(rng: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
 
 
-def _fail_on_error(res: dict, what: str, hint: Msg | None = None) -> None:
-    for key in ("error", "load_error"):
-        if res.get(key):
-            word = ("load_state_dict 失败：", "load_state_dict failed: ") if key == "load_error" else \
-                   ("你的代码抛出了异常 ", "your code raised ")
-            checks.fail(Msg(f"{what}：{word[0]}{res[key]}", f"{what}: {word[1]}{res[key]}"), hint)
-
-
 def _call_or_fail(fn, what: str, hint: Msg | None = None):
     """A student call whose raising is a failure of this check (with ``hint``), not a crash."""
     try:
@@ -233,7 +225,7 @@ def _gradcheck_attention(student, q, k, v, mask, rng, what: str, eps: float = 1e
     go = torch.randn(*lead, q.shape[-2], v.shape[-1], generator=rng, dtype=torch.float64)
     gw = torch.randn(*lead, q.shape[-2], k.shape[-2], generator=rng, dtype=torch.float64)
     res = student.probe("attention_vjp", q=q, k=k, v=v, mask=mask, grad_output=go, grad_weights=gw)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     output, weights = _pair(res.get("result"), what)
     checks.assert_dtype(output, torch.float64, f"{what}[0]", hint=KEEP_DTYPE)
     checks.assert_attached(output, f"{what}[0]")
@@ -413,7 +405,7 @@ def _wrong_split(attn: nn.MultiheadAttention, q, k, v, keep, h: int) -> torch.Te
 
 def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: Msg) -> None:
     """The registered parameters are the spec's: names, shapes and their number."""
-    _fail_on_error(res, what, hint)
+    checks.fail_on_probe_error(res, what, hint)
     got = res["param_shapes"]
     if got != shapes:
         missing = sorted(set(shapes) - set(got))
@@ -435,7 +427,7 @@ def _run_mha(student, rng, d, h, q, k, v, keep, what, dtype=None, attn=None, **k
     res = student.probe("module_run", cls="MultiHeadAttention", args=[d, h], inputs=[q, k, v, keep],
                         state=_mha_state(attn), dtype=dtype, **kwargs)
     error = res.get("error") or ""
-    _fail_on_error(res, what, CONTIGUOUS if "contiguous" in error or "view size" in error else
+    checks.fail_on_probe_error(res, what, CONTIGUOUS if "contiguous" in error or "view size" in error else
                    MHA_LAYERS if res.get("load_error") else None)
     return res, attn
 
@@ -459,7 +451,7 @@ def test_mha_shapes_and_layers(student, rng):
     what = "MultiHeadAttention(12, 3)(q[2,4,12], kv[2,7,12], kv[2,7,12])"
     res = student.probe("module_run", cls="MultiHeadAttention", args=[12, 3], inputs=[q, kv, kv], seed=_seed(rng))
     _check_structure(res, _mha_shapes(12), "MultiHeadAttention(12, 3)", MHA_LAYERS)
-    _fail_on_error(res, what, CONTIGUOUS if "contiguous" in (res.get("error") or "") else None)
+    checks.fail_on_probe_error(res, what, CONTIGUOUS if "contiguous" in (res.get("error") or "") else None)
     output, weights = _pair(res["outs"][0], what)
     checks.assert_shape(output, (2, 4, 12), f"{what}[0]", hint=OUT_PROJ)
     checks.assert_shape(weights, (2, 3, 4, 7), f"{what}[1]", hint=OUT_PROJ)
@@ -487,7 +479,7 @@ def test_mha_gradients_and_causality(student, rng):
     res = student.probe("module_run", cls="MultiHeadAttention", args=[8, 2], inputs=[x, x, x, _tril(6)],
                         seed=_seed(rng), modes=["train"], grad_output=torch.randn(2, 6, 8, generator=rng),
                         more=[[x_new, x_new, x_new, _tril(6)]])
-    _fail_on_error(res, what, CONTIGUOUS if "contiguous" in (res.get("error") or "") else None)
+    checks.fail_on_probe_error(res, what, CONTIGUOUS if "contiguous" in (res.get("error") or "") else None)
     output, _ = _pair(res["outs"][0], what)
     checks.assert_attached(output, what, hint=DETACHED)
     for name, grad in res["grads"].items():
@@ -524,7 +516,7 @@ def test_mha_dropout_on_weights_in_train_mode(student, rng):
     what = "MultiHeadAttention(8, 2, dropout=0.5)"
     res = student.probe("module_run", cls="MultiHeadAttention", args=[8, 2, 0.5], inputs=[x, x, x],
                         state=_mha_state(attn), modes=["eval", "train"])
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     expected, expected_w = _expected_mha(attn, x, x, x, None, 2)
     out_eval, w_eval = _pair(res["outs"][0], f"{what}.eval()(x, x, x)")
     checks.assert_close(out_eval, expected, f"{what}.eval()(x, x, x)[0]", hint=ATTN_DROPOUT)
@@ -536,7 +528,7 @@ def test_mha_dropout_on_weights_in_train_mode(student, rng):
     meta = torch.empty(2, 5, 8, device="meta")
     res = student.probe("module_run", cls="MultiHeadAttention", args=[8, 2], inputs=[meta, meta, meta],
                         device="meta")
-    _fail_on_error(res, "MultiHeadAttention(8, 2).to('meta')(x, x, x)", META_DEVICE)
+    checks.fail_on_probe_error(res, "MultiHeadAttention(8, 2).to('meta')(x, x, x)", META_DEVICE)
     output, _ = _pair(res["outs"][0], "MultiHeadAttention(8, 2).to('meta')(x, x, x)")
     checks.assert_device(output, "meta", "MultiHeadAttention(8, 2).to('meta')(x, x, x)[0]", hint=META_DEVICE)
 
@@ -572,7 +564,7 @@ def _run_pe(student, d: int, max_len: int | None, x: torch.Tensor, what: str, **
     res = student.probe("module_run", cls="PositionalEncoding", args=args, inputs=[x], **kwargs)
     error = res.get("error") or ""
     hint = ODD_D if d % 2 and "size" in error else SEQ_LEN if "must match the size" in error else None
-    _fail_on_error(res, what, hint)
+    checks.fail_on_probe_error(res, what, hint)
     return res
 
 
@@ -796,7 +788,7 @@ def _check_layer(student, rng, d, h, d_ff, x, keep, norm_first: bool, what: str,
     mask = None if keep is None else keep[:, None, None, :]
     res = student.probe("module_run", cls="EncoderLayer", args=[d, h, d_ff], kwargs={"norm_first": True} if norm_first else {},
                         inputs=[x, mask], state=_layer_state(layer), dtype=dtype)
-    _fail_on_error(res, what, _layer_hint(res))
+    checks.fail_on_probe_error(res, what, _layer_hint(res))
     hint = _layer_hint(res)
     if hint is not None:
         checks.fail(Msg(f"{what}：norm1 和 norm2 是同一个模块", f"{what}: norm1 and norm2 are the same module"), hint)
@@ -831,7 +823,7 @@ def test_encoder_layer_gradients(student, rng):
     what = "EncoderLayer(8, 2, 16, dropout=0.0)"
     res = student.probe("module_run", cls="EncoderLayer", args=[8, 2, 16, 0.0], inputs=[x], seed=_seed(rng),
                         modes=["train", "train"], grad_output=torch.randn(2, 4, 8, generator=rng))
-    _fail_on_error(res, what, _layer_hint(res))
+    checks.fail_on_probe_error(res, what, _layer_hint(res))
     checks.assert_attached(res["outs"][-1], what, hint=DETACHED)
     for name, grad in res["grads"].items():
         checks.assert_true(grad is not None and bool(grad.abs().sum() > 0), Msg(
@@ -862,14 +854,14 @@ def test_encoder_layer_fully_padded_and_meta(student, rng):
     what = "EncoderLayer(8, 2, 16).eval()(x, padding_mask([4, 0, 2]))"
     res = student.probe("module_run", cls="EncoderLayer", args=[8, 2, 16], inputs=[x, keep[:, None, None, :]],
                         state=_layer_state(layer))
-    _fail_on_error(res, what, _layer_hint(res))
+    checks.fail_on_probe_error(res, what, _layer_hint(res))
     checks.assert_finite(res["outs"][0], what, hint=NOT_FINITE_ROWS)
     rows = torch.tensor([0, 2])
     checks.assert_close(res["outs"][0][rows], _expected_layer(layer, x[rows], keep[rows]), f"{what}[[0, 2]]")
     meta = torch.empty(2, 4, 8, device="meta")
     mask = torch.empty(2, 1, 1, 4, dtype=torch.bool, device="meta")
     res = student.probe("module_run", cls="EncoderLayer", args=[8, 2, 16], inputs=[meta, mask], device="meta")
-    _fail_on_error(res, "EncoderLayer(8, 2, 16).to('meta')(x, mask)", META_DEVICE)
+    checks.fail_on_probe_error(res, "EncoderLayer(8, 2, 16).to('meta')(x, mask)", META_DEVICE)
     checks.assert_device(res["outs"][0], "meta", "EncoderLayer(8, 2, 16).to('meta')(x, mask)", hint=META_DEVICE)
 
 
@@ -963,7 +955,7 @@ def test_classifier_gradients(student, rng):
     res = student.probe("module_run", cls="TransformerClassifier", args=[12, 8, 2, 2, 16, 2],
                         kwargs={"dropout": 0.0}, inputs=[tokens], seed=_seed(rng), modes=["train"],
                         grad_output=torch.randn(3, 2, generator=rng), return_state=True)
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     checks.assert_attached(res["outs"][0], what, hint=DETACHED)
     for name, grad in res["grads"].items():
         nonzero = grad is not None and bool((grad[1:] if name == "embedding.weight" else grad).abs().sum() > 0)
@@ -1034,7 +1026,7 @@ def test_classifier_matches_torch_layers(student, rng):
         tokens = _tokens(rng, lengths, t, vocab, pad)
         res = student.probe("module_run", cls="TransformerClassifier", args=[vocab, d, h, n_layers, d_ff, classes],
                             kwargs={"max_len": max_len, "pad_idx": pad}, inputs=[tokens], state=state)
-        _fail_on_error(res, what, _classifier_hint(res))
+        checks.fail_on_probe_error(res, what, _classifier_hint(res))
         checks.assert_close(res["outs"][0], _expected_logits(modules, tokens, pad),
                             f"{what}.eval()(tokens), tokens.ne({pad}).sum(1) == tensor({lengths})",
                             mistakes=_classifier_mistakes(modules, tokens, pad))
@@ -1049,7 +1041,7 @@ def test_classifier_padding_invariance(student, rng):
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 2, 16, 2],
                         kwargs={"max_len": 12}, inputs=[tokens], seed=_seed(rng), modes=["train", "eval"],
                         more=[[longer]])
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     base = res["outs"][1]
     checks.assert_finite(base, f"{what}.eval()(tokens)", hint=ALL_PAD)
     checks.assert_close(res["more_outs"][0], base, f"{what}.eval()(F.pad(tokens, (0, 4)))", atol=1e-5, rtol=1e-4,
@@ -1063,11 +1055,11 @@ def test_classifier_all_pad_and_meta(student, rng):
     tokens = torch.cat([_tokens(rng, [4], 5, 10, 0), torch.zeros(1, 5, dtype=torch.long)])
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 2, 16, 2],
                         kwargs={"max_len": 12}, inputs=[tokens], seed=_seed(rng))
-    _fail_on_error(res, what)
+    checks.fail_on_probe_error(res, what)
     checks.assert_shape(res["outs"][0], (2, 2), f"{what}.eval()(tokens), (tokens[1] == pad_idx).all()")
     checks.assert_finite(res["outs"][0], f"{what}.eval()(tokens), (tokens[1] == pad_idx).all()", hint=ALL_PAD)
     meta = torch.zeros(2, 5, dtype=torch.long, device="meta")
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 1, 16, 2], kwargs={"max_len": 12},
                         inputs=[meta], device="meta")
-    _fail_on_error(res, f"{what}.to('meta')(tokens)", META_DEVICE)
+    checks.fail_on_probe_error(res, f"{what}.to('meta')(tokens)", META_DEVICE)
     checks.assert_device(res["outs"][0], "meta", f"{what}.to('meta')(tokens)", hint=META_DEVICE)

@@ -48,6 +48,16 @@ def fail(message: Msg, hint: Msg | None = None, symptom: Msg | None = None) -> N
     raise CheckFailed(message + hint if hint else message, summary)
 
 
+def fail_on_probe_error(result: dict, what: str, hint: Msg | None = None) -> None:
+    """Fail when a module probe reports that the student's code raised (``error``) or that their
+    module refused the state_dict the grader sent (``load_error``)."""
+    for key in ("error", "load_error"):
+        if result.get(key):
+            word = ("load_state_dict 失败：", "load_state_dict failed: ") if key == "load_error" else \
+                   ("你的代码抛出了异常 ", "your code raised ")
+            fail(Msg(f"{what}：{word[0]}{result[key]}", f"{what}: {word[1]}{result[key]}"), hint)
+
+
 WRONG_SHAPE = Msg("结果的形状不对", "the result has the wrong shape")
 WRONG_VALUES = Msg("结果的数值与期望不符", "the values differ from the expected result")
 NOT_FINITE = Msg("结果中有 NaN 或 Inf", "the result contains NaN or Inf")

@@ -9,11 +9,19 @@ from types import ModuleType
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ..arena import arena
 from . import probe
 
-_dot = torch.dot  # taken before student code is imported
+# Taken at import, before any student module is imported (defence in depth: the verdicts do not
+# rest on these, see each probe's "What it trusts").
+_dot = torch.dot
+_ADAM = torch.optim.Adam
+_CROSS_ENTROPY = F.cross_entropy
+_RANDPERM = torch.randperm
+_NO_GRAD = torch.no_grad
 
 
 def describe_error(exc: BaseException, impl: ModuleType | None = None) -> str:
@@ -37,6 +45,63 @@ def observe_errors(sink: dict[str, Any], key: str = "error", impl: ModuleType | 
     except Exception as exc:  # noqa: BLE001 - the error is the observation
         sink[key] = describe_error(exc, impl)
         sink[key + "_type"] = type(exc).__name__
+
+
+def structure(model: nn.Module, buffers: bool = False) -> dict[str, Any]:
+    """Parameter names and shapes, their count and the state_dict's keys (and buffer names): what
+    a test needs to pick a comparison or a hint, never a verdict."""
+    params = dict(model.named_parameters())
+    found: dict[str, Any] = {"param_shapes": {name: list(p.shape) for name, p in params.items()},
+                             "n_params": sum(p.numel() for p in params.values()),
+                             "state_keys": list(model.state_dict().keys())}
+    if buffers:
+        found["buffer_keys"] = [name for name, _ in model.named_buffers()]
+    return found
+
+
+def prepare_module(model: nn.Module, result: dict[str, Any], impl: ModuleType, dtype: torch.dtype | None = None,
+                   state: dict[str, torch.Tensor] | None = None, device: str | None = None) -> nn.Module | None:
+    """Cast ``model`` to ``dtype``, load ``state`` strictly (a refusal is ``result["load_error"]``,
+    and then None is returned), move it to ``device``: the order every module probe follows."""
+    if dtype is not None:
+        model = model.to(dtype)
+    if state is not None:
+        with observe_errors(result, "load_error", impl):
+            model.load_state_dict(state)
+        if result.get("load_error") is not None:
+            return None
+    if device is not None:
+        model = model.to(device)
+    return model
+
+
+def train_classifier(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_eval: torch.Tensor,
+                     epochs: int, lr: float, batch_size: int, seed: int) -> dict[str, Any]:
+    """The trusted training loop of the accuracy tests: Adam with cross-entropy, ``epochs`` passes
+    over a seeded shuffle in full minibatches, then ``model.eval()`` and one no-grad forward pass
+    over ``x_eval``. Returns the eval logits (the labels of ``x_eval`` never come here) and the
+    training loss per step, which only the report's training curve reads."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return {"n_params": 0}
+    optimizer = _ADAM(params, lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    n = len(x_train)
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        order = _RANDPERM(n, generator=g)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start:start + batch_size]
+            loss = _CROSS_ENTROPY(model(x_train[idx]), y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    model.eval()
+    with _NO_GRAD():
+        logits = model(x_eval)
+    return {"logits": logits, "n_params": sum(p.numel() for p in params), "losses": losses}
 
 
 @probe

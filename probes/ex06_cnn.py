@@ -16,14 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import probe
-from .common import observe_errors
+from .common import observe_errors, prepare_module, structure, train_classifier
 
 # Taken at import, before any student module is imported (defence in depth: the verdicts do not
 # rest on these, see each probe's "What it trusts").
-_ADAM = torch.optim.Adam
-_CROSS_ENTROPY = F.cross_entropy
 _INTERPOLATE = F.interpolate
-_RANDPERM = torch.randperm
 _NO_GRAD = torch.no_grad
 _AUTOGRAD_GRAD = torch.autograd.grad
 
@@ -67,15 +64,6 @@ def _build(impl: ModuleType, cls: str, args: list[Any], kwargs: dict[str, Any], 
     return getattr(impl, cls)(*args, **kwargs)
 
 
-def _structure(model: nn.Module) -> dict[str, Any]:
-    params = dict(model.named_parameters())
-    return {
-        "param_shapes": {name: list(p.shape) for name, p in params.items()},
-        "n_params": sum(p.numel() for p in params.values()),
-        "state_keys": list(model.state_dict().keys()),
-    }
-
-
 @probe
 def module_run(impl: ModuleType, cls: str, args: list[Any], x: torch.Tensor, kwargs: dict[str, Any] | None = None,
                seed: int = 0, state: dict[str, torch.Tensor] | None = None, modes: list[str] = ("eval",),
@@ -100,16 +88,10 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], x: torch.Tensor, kwa
         model = _build(impl, cls, list(args), dict(kwargs or {}), seed)
     if result["error"] is not None:
         return result
-    result.update(_structure(model))
-    if dtype is not None:
-        model = model.to(dtype)
-    if state is not None:
-        with observe_errors(result, "load_error", impl):
-            model.load_state_dict(state)
-        if result["load_error"] is not None:
-            return result
-    if device is not None:
-        model = model.to(device)
+    result.update(structure(model))
+    model = prepare_module(model, result, impl, dtype, state, device)
+    if model is None:
+        return result
     if zero_convs:
         with _NO_GRAD():
             for m in model.modules():
@@ -167,24 +149,4 @@ def fit_digits(impl: ModuleType, cls: str, kwargs: dict[str, Any], x_train: torc
 
     x_train, x_eval = prepare(x_train), prepare(x_eval)
     model = _build(impl, cls, [], dict(kwargs), seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        return {"n_params": 0}
-    optimizer = _ADAM(params, lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    n = len(x_train)
-    model.train()
-    losses = []  # for the report's training curve only: no verdict reads it
-    for _ in range(epochs):
-        order = _RANDPERM(n, generator=g)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
-            loss = _CROSS_ENTROPY(model(x_train[idx]), y_train[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-    model.eval()
-    with _NO_GRAD():
-        logits = model(x_eval)
-    return {"logits": logits, "n_params": sum(p.numel() for p in params), "losses": losses}
+    return train_classifier(model, x_train, y_train, x_eval, epochs, lr, batch_size, seed)

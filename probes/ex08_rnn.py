@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import probe
-from .common import observe_errors
+from .common import observe_errors, prepare_module, structure
 
 # Taken at import, before any student module is imported (defence in depth: the verdicts do not
 # rest on these, see each probe's "What it trusts").
@@ -32,19 +32,12 @@ _LSTM_CELL = nn.LSTMCell
 _MANUAL_SEED = torch.manual_seed
 
 
-def _structure(model: nn.Module) -> dict[str, Any]:
-    params = dict(model.named_parameters())
-    return {"param_shapes": {name: list(p.shape) for name, p in params.items()},
-            "n_params": sum(p.numel() for p in params.values()),
-            "state_keys": list(model.state_dict().keys())}
-
-
 def _build(impl: ModuleType, cls: str, args: list[Any], kwargs: dict[str, Any], seed: int,
            result: dict[str, Any]) -> nn.Module | None:
     _MANUAL_SEED(seed)
     with observe_errors(result, "error", impl):
         model = getattr(impl, cls)(*args, **kwargs)
-        result.update(_structure(model))
+        result.update(structure(model))
         result["initial_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return model
     return None
@@ -161,15 +154,9 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], inputs: list[Any], k
     model = _build(impl, cls, list(args), dict(kwargs or {}), seed, result)
     if model is None:
         return result
-    if dtype is not None:
-        model = model.to(dtype)
-    if state is not None:
-        with observe_errors(result, "load_error", impl):
-            model.load_state_dict(state)
-        if result["load_error"] is not None:
-            return result
-    if device is not None:
-        model = model.to(device)
+    model = prepare_module(model, result, impl, dtype, state, device)
+    if model is None:
+        return result
     model.train(mode == "train")
 
     def call(values: list[Any]) -> Any:
