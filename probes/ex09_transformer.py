@@ -87,6 +87,7 @@ def module_run(impl: ModuleType, cls: str, args: list[Any], inputs: list[Any], k
     model = prepare_module(model, result, impl, dtype, state, device)
     if model is None:
         return result
+    if device is not None:
         result["buffer_devices"] = {name: str(b.device) for name, b in model.named_buffers()}
     if dtype is not None:
         result["buffer_dtypes"] = {name: str(b.dtype) for name, b in model.named_buffers()}
