@@ -206,9 +206,10 @@ def run_accumulate(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Te
 @probe
 def run_distill_step(impl: ModuleType, student_state: dict[str, torch.Tensor], teacher_state: dict[str, torch.Tensor],
                      x: torch.Tensor, y: torch.Tensor, lr: float, temperature: float, alpha: float,
-                     scale: float = 0.5) -> dict[str, Any]:
-    """One ``distill_step`` with a student ``Gate(scale) → model`` left in eval mode and a teacher
-    ``BatchNorm1d → model`` left in train mode; plain SGD over the student's parameters.
+                     scale: float = 0.5, stale: float | None = 0.5) -> dict[str, Any]:
+    """One ``distill_step`` with a student ``Gate(scale) → model`` left in eval mode (with ``stale`` in
+    every ``.grad``) and a teacher ``BatchNorm1d → model`` left in train mode; plain SGD over the
+    student's parameters.
 
     Returns what the call returned, the student's parameters after it, the teacher's parameters,
     gradients, BatchNorm statistics and mode after it, and the modes the student's gate saw (hint).
@@ -219,6 +220,9 @@ def run_distill_step(impl: ModuleType, student_state: dict[str, torch.Tensor], t
     """
     student = _mlp(student_state, gate=scale).eval()
     teacher = _mlp(teacher_state, bn=True).train()
+    if stale is not None:
+        for p in student.parameters():
+            p.grad = torch.full_like(p, stale)
     optimizer = torch.optim.SGD(student.parameters(), lr=lr)
     result: dict[str, Any] = {"error": None}
     returned = _run(result, impl, lambda: impl.distill_step(student, teacher, x, y, optimizer, temperature, alpha))
