@@ -86,6 +86,7 @@ KD_TEACHER_FROZEN = Msg("教师的参数不能得到梯度、不能改变：`opt
                         "gradient and do not change: the optimizer updates the student only")
 KD_STUDENT_TRAIN = Msg("更新学生之前要 `student.train()`：学生可能还处在 eval 模式", "Call student.train() before "
                        "updating the student: it may still be in eval mode")
+KD_DEFAULTS = Msg("默认参数为 `temperature=3.0`、`alpha=0.5`", "The defaults are temperature=3.0 and alpha=0.5")
 KD_ORDER = Msg("学生的一步：`optimizer.zero_grad()` → `loss.backward()` → `optimizer.step()`，返回 `loss.item()`",
                "The student's step: optimizer.zero_grad() -> loss.backward() -> optimizer.step(); return loss.item()")
 
@@ -478,9 +479,14 @@ def _logits(rng: torch.Generator, b: int, c: int, dtype=torch.float64) -> tuple[
             torch.randint(0, c, (b,), generator=rng))
 
 
-def _check_kd(student, s, t, labels, temperature: float, alpha: float) -> None:
+def _check_kd(student, s, t, labels, temperature: float, alpha: float, defaults: bool = False) -> None:
+    """The loss against the formula; with ``defaults`` the call leaves out temperature and alpha (3.0, 0.5)."""
     what = f"distillation_loss(s[{s.shape[0]},{s.shape[1]}], t, labels, {temperature}, {alpha})"
-    got = student.distillation_loss(s, t, labels, temperature, alpha)
+    if defaults:
+        what = f"distillation_loss(s[{s.shape[0]},{s.shape[1]}], t, labels)"
+        got = student.distillation_loss(s, t, labels)
+    else:
+        got = student.distillation_loss(s, t, labels, temperature, alpha)
     checks.assert_shape(got, (), what)
     mistakes = {m: _kd(s, t, labels, temperature, alpha, v) for m, v in KD_MISTAKES.items()}
     checks.assert_close(got, _kd(s, t, labels, temperature, alpha), what, mistakes=mistakes)
@@ -500,9 +506,10 @@ def test_distillation_loss_is_a_scalar(student, rng):
 @graded(task="distillation_loss", kind="accuracy", points=2, visibility="public")
 def test_distillation_loss_values(student, rng):
     """alpha · T² · KL(p_teacher ‖ p_student) (batchmean) + (1 − alpha) · CE for T = 3, 1 and 4 and several
-    alphas, with B != C."""
+    alphas, with B != C, and with the defaults T = 3, alpha = 0.5."""
     for b, c, temperature, alpha in ((6, 4, 3.0, 0.5), (5, 7, 1.0, 0.3), (3, 5, 4.0, 0.8)):
         _check_kd(student, *_logits(rng, b, c), temperature, alpha)
+    _check_kd(student, *_logits(rng, 4, 6), 3.0, 0.5, defaults=True)
 
 
 @graded(task="distillation_loss", kind="gradient", points=2, visibility="public")
@@ -581,6 +588,12 @@ def test_distill_step_updates_only_the_student(student, rng):
                 KD_ORDER: _distill_expected(sstate, tstate, x, y, 0.5, 2.0, 0.7, zero_grad=False)[0]}
     _check_params(res["student"], expected, "student.state_dict()", mistakes, hint=KD_STUDENT_TRAIN if stayed_eval else None)
     _number(res["returned"], loss, what, hint=KD_ORDER)
+    what = "distill_step(student.eval(), teacher.train(), x, y, optimizer)"
+    res = student.probe("run_distill_step", student_state=sstate, teacher_state=tstate, x=x, y=y, lr=0.5,
+                        temperature=None, alpha=None)
+    _check_error(res, what)
+    _check_params(res["student"], _distill_expected(sstate, tstate, x, y, 0.5, 3.0, 0.5)[0], "student.state_dict()",
+                  hint=KD_DEFAULTS)
 
 
 @graded(task="distillation_loss", kind="accuracy", points=2, visibility="hidden")
@@ -875,11 +888,12 @@ def test_mixup_reproducible_and_global_rng_untouched(student, rng):
 
 @graded(task="mixup_batch", kind="accuracy", points=1, visibility="hidden")
 def test_mixup_lambda_distribution_and_edge_cases(student, rng):
-    """lam follows Beta(alpha, alpha) (mean and variance of 400 draws for alpha 0.4 and 2); alpha = 0 gives
-    lam = 1 and x itself; a batch of one; uint8 images become float32."""
-    for alpha in (0.4, 2.0):
-        what = f"mixup_batch(x, y, {alpha}, generator)[3]"
+    """lam follows Beta(alpha, alpha) (mean and variance of 400 draws for alpha 0.4, 2 and the default 1);
+    alpha = 0 gives lam = 1 and x itself; a batch of one; uint8 images become float32."""
+    for alpha in (0.4, 2.0, None):
+        what = f"mixup_batch(x, y, {alpha}, generator)[3]" if alpha else "mixup_batch(x, y, generator=generator)[3]"
         res = student.probe("mixup_lambdas", alpha=alpha, seed=_seed(rng), draws=400)
+        alpha = alpha or 1.0  # the default: lam uniform on [0, 1]
         _check_error(res, what)
         lams = res["lams"]
         checks.assert_true(all(isinstance(v, float) for v in lams), Msg(f"{what}：`lam` 应为 Python float",

@@ -205,11 +205,11 @@ def run_accumulate(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Te
 # -- T11.3 distillation ------------------------------------------------------------------------------------
 @probe
 def run_distill_step(impl: ModuleType, student_state: dict[str, torch.Tensor], teacher_state: dict[str, torch.Tensor],
-                     x: torch.Tensor, y: torch.Tensor, lr: float, temperature: float, alpha: float,
+                     x: torch.Tensor, y: torch.Tensor, lr: float, temperature: float | None, alpha: float | None,
                      scale: float = 0.5, stale: float | None = 0.5) -> dict[str, Any]:
     """One ``distill_step`` with a student ``Gate(scale) → model`` left in eval mode (with ``stale`` in
     every ``.grad``) and a teacher ``BatchNorm1d → model`` left in train mode; plain SGD over the
-    student's parameters.
+    student's parameters. ``temperature`` or ``alpha`` None: left to the function's default.
 
     Returns what the call returned, the student's parameters after it, the teacher's parameters,
     gradients, BatchNorm statistics and mode after it, and the modes the student's gate saw (hint).
@@ -225,7 +225,8 @@ def run_distill_step(impl: ModuleType, student_state: dict[str, torch.Tensor], t
             p.grad = torch.full_like(p, stale)
     optimizer = torch.optim.SGD(student.parameters(), lr=lr)
     result: dict[str, Any] = {"error": None}
-    returned = _run(result, impl, lambda: impl.distill_step(student, teacher, x, y, optimizer, temperature, alpha))
+    kwargs = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None}
+    returned = _run(result, impl, lambda: impl.distill_step(student, teacher, x, y, optimizer, **kwargs))
     result.update({"returned": _plain(returned), "student": _params(student), "teacher": _params(teacher),
                    "teacher_grads": _grads(teacher), "teacher_bn": _bn_stats(teacher.bn),
                    "teacher_training": bool(teacher.training), "seen": student.gate.seen})
@@ -378,16 +379,17 @@ def run_mixup(impl: ModuleType, x: torch.Tensor, y: torch.Tensor, alpha: float |
 
 
 @probe
-def mixup_lambdas(impl: ModuleType, alpha: float, seed: int, draws: int) -> dict[str, Any]:
+def mixup_lambdas(impl: ModuleType, alpha: float | None, seed: int, draws: int) -> dict[str, Any]:
     """``lam`` of ``draws`` calls of ``mixup_batch`` on a batch of two, all with one generator seeded
-    ``seed``. What it trusts: the values are the observation; the test checks their distribution."""
+    ``seed`` (``alpha`` None: the default). What it trusts: the values are the observation; the test
+    checks their distribution."""
     g = torch.Generator().manual_seed(seed)
     x, y = torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)
     result: dict[str, Any] = {"error": None, "lams": []}
 
     def go() -> None:
         for _ in range(draws):
-            out = impl.mixup_batch(x, y, alpha, generator=g)
+            out = impl.mixup_batch(x, y, generator=g) if alpha is None else impl.mixup_batch(x, y, alpha, generator=g)
             result["lams"].append(_plain(out[3]) if isinstance(out, (tuple, list)) and len(out) == 4 else _plain(out))
 
     _run(result, impl, go)
