@@ -72,9 +72,11 @@ FRESH_MASK = Msg("每次训练模式的前向都要重新生成掩码，不要�
                  "Draw a new mask on every train-mode forward, not once in __init__")
 BAD_P = Msg("p 必须在 [0, 1) 内：p = 1 或 p < 0 时在 `__init__` 中抛出 `ValueError`",
             "p must lie in [0, 1): raise ValueError in __init__ for p = 1 or p < 0")
-LAYER_PARAMS = Msg("参数应与 `nn.Linear` 相同：`weight` 形状 (out_features, in_features)，`bias` 形状 (out_features,)（`bias=False` 时没有）",
+LAYER_PARAMS = Msg("参数应与 `nn.Linear` 相同：`weight` 形状 (out_features, in_features)，`bias` 形状 (out_features,)（`bias=False` 时没有），"
+                   "初始化也相同（`kaiming_uniform_(weight, a=math.sqrt(5))`，偏置为 ±1/√in_features 上的均匀分布）",
                    "Parameters as in nn.Linear: weight of shape (out_features, in_features), bias (out_features,) "
-                   "(none when bias=False)")
+                   "(none when bias=False), initialised the same way (kaiming_uniform_(weight, a=math.sqrt(5)), the bias "
+                   "uniform on ±1/sqrt(in_features))")
 
 UNBIASED_RUNNING = Msg("运行方差应使用无偏估计（乘以 n/(n−1)），归一化本身使用有偏方差",
                        "Unbiased var for running stats (times n/(n-1)); normalise with the biased variance")
@@ -228,6 +230,8 @@ def test_focal_reductions_shapes(student, rng):
                             what, hint=REDUCTION)
     what = "FocalLoss()(logits.double(), target)"
     checks.assert_dtype(_loss(student, "FocalLoss", {}, logits.double(), target, what)["out"], torch.float64, what)
+    raised = student.probe("raises", name="FocalLoss", args=[], kwargs={"reduction": "avg"})
+    checks.assert_equal(raised, "ValueError", "FocalLoss(reduction='avg')", hint=REDUCTION)
 
 
 @graded(task="FocalLoss", kind="accuracy", points=2, visibility="public")
@@ -242,6 +246,7 @@ def test_focal_gamma_zero_is_cross_entropy(student, rng):
     for gamma in (2.0, 1.0):
         _check_focal(student, logits, target, {"gamma": gamma, "reduction": "none"},
                      f"FocalLoss(gamma={gamma}, reduction='none')(logits[7,5], target[7])")
+    _check_focal(student, logits, target, {}, "FocalLoss()(logits[7,5], target[7])")
 
 
 @graded(task="FocalLoss", kind="gradient", points=2, visibility="public")
@@ -369,6 +374,25 @@ def test_smoothing_ignore_index_3d_and_two_classes(student, rng):
     checks.assert_close(res["out"], F.cross_entropy(logits, target, label_smoothing=0.1), what, hint=CLASS_DIM)
     logits, target = _logits(rng, 1, 2), _targets(rng, 1, 2)
     _check_smoothing(student, logits, target, 0.4, "LabelSmoothingCE(2, 0.4)(logits[1,2], target[1])")
+
+
+@graded(task="LabelSmoothingCE", kind="shape", points=1, visibility="hidden")
+def test_smoothing_defaults_and_bad_arguments(student, rng):
+    """The defaults are smoothing 0.1 and ignore_index -100; a smoothing outside [0, 1] and logits whose
+    dim 1 is not num_classes raise ValueError."""
+    logits, target = _logits(rng, 5, 4), _targets(rng, 5, 4)
+    target[3] = -100
+    what = "LabelSmoothingCE(4)(logits[5,4], target)"
+    res = _loss(student, "LabelSmoothingCE", {}, logits, target, what, args=[4])
+    checks.assert_close(res["out"], F.cross_entropy(logits, target, label_smoothing=0.1), what)
+    for smoothing in (1.5, -0.1):
+        raised = student.probe("raises", name="LabelSmoothingCE", args=[4], kwargs={"smoothing": smoothing})
+        checks.assert_equal(raised, "ValueError", f"LabelSmoothingCE(4, smoothing={smoothing})", hint=Msg(
+            "`smoothing` 必须在 [0, 1] 内，否则在 `__init__` 中抛出 `ValueError`",
+            "smoothing must lie in [0, 1]: raise ValueError in __init__ otherwise"))
+    res = student.probe("loss_run", cls="LabelSmoothingCE", kwargs={}, logits=logits, target=target.clamp(min=0), args=[5])
+    checks.assert_equal(res.get("error_type"), "ValueError", "LabelSmoothingCE(5)(logits[5,4], target)", hint=Msg(
+        "`logits.size(1)` 与 `num_classes` 不同时应抛出 `ValueError`", "Raise ValueError when logits.size(1) != num_classes"))
 
 
 @graded(task="LabelSmoothingCE", kind="accuracy", points=1, visibility="hidden")
@@ -553,6 +577,31 @@ def test_dropconnect_rate_and_expectation(student, spec, rng):
         f"({limit} allowed): in expectation it must equal the plain linear layer"), RESCALE)
 
 
+@graded(task="DropConnectLinear", kind="accuracy", points=1, visibility="hidden")
+def test_dropconnect_init_like_linear(student, spec, rng):
+    """Fresh parameters follow nn.Linear's initialisation: weight and bias uniform on ±1/sqrt(in_features)
+    (kaiming_uniform_ with a = sqrt(5) for the weight), so their spread is that bound over sqrt(3)."""
+    n_in, n_out = spec.param("dropconnect_init")["shape"]
+    limits = {"weight": spec.param("dropconnect_init")["weight_std_rel"], "bias": spec.param("dropconnect_init")["bias_std_rel"]}
+    for n_in, names in ((n_in, ("weight", "bias")), (1, ("bias",))):  # one input: the bias bound is 1
+        _check_init(student, rng, n_in, n_out, {name: limits[name] for name in names})
+
+
+def _check_init(student, rng, n_in: int, n_out: int, limits: dict[str, float]) -> None:
+    what = f"DropConnectLinear({n_in}, {n_out})"
+    res = student.probe("dropconnect_init", in_features=n_in, out_features=n_out, seed=_seed(rng))
+    _fail_on_error(res, what)
+    bound = 1.0 / math.sqrt(n_in)
+    for name, rel in limits.items():
+        t = checks.assert_tensor(res.get("params", {}).get(name), f"{what}.{name}")
+        std, top = float(t.double().std()), float(t.abs().max())
+        checks.assert_true(top <= bound * (1 + 1e-6) and abs(std / (bound / math.sqrt(3)) - 1) <= rel, Msg(
+            f"{what}.{name}：取值范围 {top:.4g}、标准差 {std:.4g}，`nn.Linear` 的初始化为 ±{bound:.4g} 上的均匀分布"
+            f"（标准差 {bound / math.sqrt(3):.4g}）",
+            f"{what}.{name}: largest value {top:.4g} and spread {std:.4g}; nn.Linear's initialisation is uniform on "
+            f"±{bound:.4g} (spread {bound / math.sqrt(3):.4g})"), LAYER_PARAMS)
+
+
 @graded(task="DropConnectLinear", kind="shape", points=1, visibility="hidden")
 def test_dropconnect_meta_device(student):
     """On the meta device, in train mode, the mask is made where the weight is: the output stays on meta."""
@@ -567,14 +616,15 @@ def test_dropconnect_meta_device(student):
 def test_dropconnect_generator_and_bad_p(student, rng):
     """The same generator seed gives the same output, the next forward a new mask, the global RNG is
     untouched; p = 1 and p < 0 raise ValueError."""
-    what = "DropConnectLinear(12, 8, p=0.5, generator=g)(x[3,12]).train()"
+    what = "DropConnectLinear(12, 8, generator=g)(x[3,12]).train()"
     state = _dc_state(rng, 12, 8)
     x = torch.randn(3, 12, generator=rng, dtype=torch.float64)
     go = torch.ones(3, 8, dtype=torch.float64)
     global_seed = _seed(rng)
-    res = student.probe("dropconnect_run", ctor={"in_features": 12, "out_features": 8, "p": 0.5}, state=state, x=x,
+    res = student.probe("dropconnect_run", ctor={"in_features": 12, "out_features": 8}, state=state, x=x,
                         grad_output=go, seed=_seed(rng), global_seed=global_seed, dtype=torch.float64)
     _fail_on_error(res, what)
+    _recover_mask(res, {k: v.double() for k, v in state.items()}, x, go, 0.5, what)  # the default p is 0.5
     out, again, nxt = (checks.assert_tensor(res.get(k), f"{what} ({k})") for k in ("train", "train_again", "train_next"))
     checks.assert_close(again, out.detach(), f"{what} (train_again)", hint=GENERATOR)
     checks.assert_true(not torch.allclose(nxt, out.detach()), Msg(
@@ -690,8 +740,8 @@ def test_batch_norm_momentum_eps_3d_float64(student, rng):
 
 @graded(task="batch_norm_forward", kind="shape", points=1, visibility="hidden")
 def test_batch_norm_single_value_and_meta(student):
-    """A (1, C) batch in training raises ValueError (as PyTorch); in eval it is fine; meta tensors give a
-    meta output."""
+    """A (1, C) batch in training raises ValueError (as PyTorch); in eval it is fine, and so is a (2, C)
+    batch in training; meta tensors give a meta output."""
     c = 3
     args = [torch.randn(1, c), torch.ones(c), torch.zeros(c), torch.zeros(c), torch.ones(c), True]
     raised = student.probe("raises", name="batch_norm_forward", args=args)
@@ -699,6 +749,11 @@ def test_batch_norm_single_value_and_meta(student):
     out = student.batch_norm_forward(*args[:5], False)
     checks.assert_close(out, F.batch_norm(args[0], args[3], args[4], args[1], args[2], False),
                         "batch_norm_forward(x[1,3], ..., training=False)", hint=EVAL_RUNNING)
+    two = torch.tensor([[0.5, -1.0, 2.0], [1.5, 3.0, 2.5]])  # two values per channel are enough
+    out = _call_or_fail(lambda: student.batch_norm_forward(two, *args[1:5], True), "batch_norm_forward(x[2,3], ..., True)",
+                        ONE_VALUE)
+    checks.assert_close(out, F.batch_norm(two, None, None, args[1], args[2], True), "batch_norm_forward(x[2,3], ..., True)",
+                        hint=ONE_VALUE)
     meta = [torch.empty(4, c, 5, 5, device="meta")] + [torch.empty(c, device="meta") for _ in range(4)] + [True]
     what = "batch_norm_forward(x.to('meta'), ..., True)"
     out = _call_or_fail(lambda: student.batch_norm_forward(*meta), what)
@@ -738,6 +793,7 @@ def test_layer_norm_matches_pytorch(student, rng):
     w2, b2 = 1.0 + 0.3 * torch.randn(4, 6, generator=rng), torch.randn(4, 6, generator=rng)
     _check_ln(student.layer_norm(x, (4, 6), w2, b2), x, (4, 6), w2, b2, "layer_norm(x[3,4,6], (4, 6), weight, bias)")
     _check_ln(student.layer_norm(x, (4, 6), None, None), x, (4, 6), None, None, "layer_norm(x[3,4,6], (4, 6), None, None)")
+    _check_ln(student.layer_norm(x, (6,)), x, (6,), None, None, "layer_norm(x[3,4,6], (6,))")
 
 
 @graded(task="layer_norm", kind="gradient", points=2, visibility="public")
@@ -759,6 +815,10 @@ def test_layer_norm_batch_one_int_shape_float64_noncontiguous(student, rng):
     w, b = torch.rand(4, generator=rng) + 0.5, torch.randn(4, generator=rng)
     got = student.probe("call_transposed", name="layer_norm", args=[x.T.contiguous(), (4,), w, b], transpose={"0": [0, 1]})
     _check_ln(got, x, (4,), w, b, "layer_norm(x.T.contiguous().T, (4,), weight, bias)")
+    raised = student.probe("raises", name="layer_norm", args=[torch.randn(2, 3, 4), (3, 5)])
+    checks.assert_equal(raised, "ValueError", "layer_norm(x[2,3,4], (3, 5))", hint=Msg(
+        "`normalized_shape` 与 `x` 最后几维的形状不同时应抛出 `ValueError`",
+        "Raise ValueError when normalized_shape differs from the shape of x's last dims"))
     what = "layer_norm(x.to('meta'), (3, 4), weight, bias)"
     out = _call_or_fail(lambda: student.layer_norm(torch.empty(2, 3, 4, device="meta"), (3, 4),
                                                    torch.empty(3, 4, device="meta"), torch.empty(3, 4, device="meta")), what)

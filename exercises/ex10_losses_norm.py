@@ -70,7 +70,8 @@ class FocalLoss(nn.Module):
 class LabelSmoothingCE(nn.Module):
     """标签平滑交叉熵，采用 PyTorch 的约定：平滑后的目标分布在目标类别上为 ``1 − ε + ε/C``，其它每个类别为 ``ε/C``。
 
-    - ``LabelSmoothingCE(num_classes, smoothing=0.1, ignore_index=-100)``；``ε = smoothing``，``C = num_classes``。
+    - ``LabelSmoothingCE(num_classes, smoothing=0.1, ignore_index=-100)``；``ε = smoothing``，``C = num_classes``；
+      ``smoothing`` 不在 ``[0, 1]`` 内时在 ``__init__`` 中抛出 ``ValueError``。
       （另一种常见写法是其它类别 ``ε/(C−1)``：**本题不用它**。）
     - ``forward(logits, target)``：``logits`` 为 ``(N, C)`` 或 ``(N, C, d1, ...)``（类别在第 1 维，与
       ``F.cross_entropy`` 相同），``target`` 为 ``(N,)`` 或 ``(N, d1, ...)`` 的 int64。``logits.size(1) != C`` 时抛出 ``ValueError``。
@@ -84,7 +85,8 @@ class LabelSmoothingCE(nn.Module):
     Label-smoothed cross-entropy with PyTorch's convention: the smoothed target distribution is
     ``1 − ε + ε/C`` on the target class and ``ε/C`` on every other class.
 
-    - ``LabelSmoothingCE(num_classes, smoothing=0.1, ignore_index=-100)``; ``ε = smoothing``, ``C = num_classes``.
+    - ``LabelSmoothingCE(num_classes, smoothing=0.1, ignore_index=-100)``; ``ε = smoothing``, ``C = num_classes``;
+      raise ``ValueError`` in ``__init__`` when ``smoothing`` is not in ``[0, 1]``.
       (Another common form puts ``ε/(C−1)`` on the other classes: **not this one**.)
     - ``forward(logits, target)``: ``logits`` are ``(N, C)`` or ``(N, C, d1, ...)`` (classes on dim 1, as
       in ``F.cross_entropy``), ``target`` is ``(N,)`` or ``(N, d1, ...)`` int64. Raise ``ValueError`` when
@@ -115,7 +117,8 @@ class DropConnectLinear(nn.Module):
       内，否则在 ``__init__`` 中抛出 ``ValueError``。
     - 参数与 ``nn.Linear`` 相同（评分程序会 ``load_state_dict``）：``self.weight`` 为 ``nn.Parameter``，形状
       ``(out_features, in_features)``；``self.bias`` 形状 ``(out_features,)``，``bias=False`` 时没有偏置参数
-      （``self.register_parameter("bias", None)``）。初始化方式与 ``nn.Linear`` 相同即可。
+      （``self.register_parameter("bias", None)``）。初始化与 ``nn.Linear`` 相同：``weight`` 用
+      ``nn.init.kaiming_uniform_(weight, a=math.sqrt(5))``，偏置取 ``±1/√in_features`` 上的均匀分布。
     - ``forward(x)``：``x`` 为 ``(B, in_features)``，返回 ``(B, out_features)``。
       - 训练模式（``self.training``）且 ``p > 0``：每次前向重新生成**一个**与 ``weight`` 同形状的 0/1 掩码 ``M``
         （每个权重独立地以概率 ``1 − p`` 保留，例如 ``rand >= p``），整个批共享这一个掩码，返回
@@ -135,7 +138,8 @@ class DropConnectLinear(nn.Module):
     - Parameters as in ``nn.Linear`` (the grader calls ``load_state_dict``): ``self.weight`` an
       ``nn.Parameter`` of shape ``(out_features, in_features)``; ``self.bias`` of shape ``(out_features,)``,
       and no bias parameter when ``bias=False`` (``self.register_parameter("bias", None)``). Initialise
-      them as ``nn.Linear`` does.
+      them as ``nn.Linear`` does: ``nn.init.kaiming_uniform_(weight, a=math.sqrt(5))`` for the weight, the
+      bias uniform on ``±1/√in_features``.
     - ``forward(x)``: ``x`` is ``(B, in_features)``; return ``(B, out_features)``.
       - Train mode (``self.training``) with ``p > 0``: draw **one** fresh 0/1 mask ``M`` of the weight's
         shape on every forward (each weight kept independently with probability ``1 − p``, e.g.

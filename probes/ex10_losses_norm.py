@@ -119,6 +119,18 @@ def dropconnect_run(impl: ModuleType, ctor: dict[str, Any], state: dict[str, tor
 
 
 @probe
+def dropconnect_init(impl: ModuleType, in_features: int, out_features: int, seed: int) -> dict[str, Any]:
+    """The parameters of a freshly built ``DropConnectLinear(in_features, out_features)`` (global seed
+    ``seed``). What it trusts: nothing; the grader checks their range and spread."""
+    result: dict[str, Any] = {"error": None}
+    with observe_errors(result, "error", impl):
+        _MANUAL_SEED(seed)
+        module = impl.DropConnectLinear(in_features, out_features)
+        result["params"] = {name: _clone(p) for name, p in _named_parameters(module)}
+    return result
+
+
+@probe
 def dropconnect_mean(impl: ModuleType, ctor: dict[str, Any], state: dict[str, torch.Tensor], x: torch.Tensor,
                      draws: int, seed: int) -> dict[str, Any]:
     """The mean and the draws' count of ``draws`` train-mode outputs on ``x`` (no grad), each with a

@@ -104,6 +104,8 @@ class LabelSmoothingCE(nn.Module):
 
     def __init__(self, num_classes: int, smoothing: float = 0.1, ignore_index: int = -100) -> None:
         super().__init__()
+        if not (0.0 <= smoothing <= 1.0):
+            raise ValueError("smoothing should be between 0 and 1")
         self.num_classes = int(num_classes)
         self.smoothing = float(smoothing)
         self.ignore_index = ignore_index
