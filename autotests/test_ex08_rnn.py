@@ -23,7 +23,6 @@ from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
 from grader.timing import assert_speed, compare_generated_speed
-from grader.verdicts import Status, SubmissionProblem
 
 pytestmark = pytest.mark.exercise("ex08_rnn")
 
@@ -165,16 +164,6 @@ def _loaded(module: nn.Module, state: dict[str, torch.Tensor], prefix: str) -> n
     module = module.to(next(iter(own.values())).dtype)
     module.load_state_dict(own)
     return module
-
-
-def _call_or_fail(fn, what: str, hint: Msg | None):
-    """Call ``fn``; an exception the submission raised fails the check with ``hint`` (other problems pass on)."""
-    try:
-        return fn()
-    except SubmissionProblem as problem:
-        if problem.status != Status.ERROR:
-            raise
-        checks.fail(Msg(f"{what}：{problem.message.zh}", f"{what}: {problem.message.en}"), hint)
 
 
 # -- T8.1 LSTMCellScratch --------------------------------------------------------------------------------
@@ -342,7 +331,7 @@ def test_cell_meta_device(student, rng):
     """On the meta device with state=None the outputs are (B, H) on meta: the zero state is made on x's device."""
     state, xs, _ = _cell_case(rng, 2, 3, 4, 5, with_state=False)
     what = "LSTMCellScratch(4, 5).to('meta')(x.to('meta'), None)"
-    res = _call_or_fail(lambda: student.probe("cell_unroll", input_size=4, hidden_size=5, xs=xs, cell_state=state,
+    res = checks.call_or_fail(lambda: student.probe("cell_unroll", input_size=4, hidden_size=5, xs=xs, cell_state=state,
                                               device="meta"), what, INIT_STATE)
     checks.fail_on_probe_error(res, what, INIT_STATE)
     for k in range(2):
@@ -470,7 +459,7 @@ def test_forecaster_meta_device(student):
     """On the meta device a 2-layer GRU forecaster gives (B, 1) on meta."""
     x = torch.empty(3, 7, 1, device="meta")
     what = "SineForecaster(6, 2, 'gru').to('meta')(x[3,7,1].to('meta'))"
-    res = _call_or_fail(lambda: student.probe("module_run", cls="SineForecaster", args=[], kwargs={
+    res = checks.call_or_fail(lambda: student.probe("module_run", cls="SineForecaster", args=[], kwargs={
         "hidden_size": 6, "num_layers": 2, "cell": "gru"}, inputs=[x], device="meta"), what, META_DEVICE)
     checks.fail_on_probe_error(res, what, META_DEVICE)
     checks.assert_shape(res["out"], (3, 1), what)
@@ -525,7 +514,7 @@ def _last_steps_by_loop(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.T
 
 
 def _check_last_steps(student, outputs: torch.Tensor, lengths: torch.Tensor, what: str, edge: bool = False) -> None:
-    out = _call_or_fail(lambda: student.last_valid_step(outputs, lengths), what, LENGTH_MINUS_ONE if edge else None)
+    out = checks.call_or_fail(lambda: student.last_valid_step(outputs, lengths), what, LENGTH_MINUS_ONE if edge else None)
     n, steps, hidden = outputs.shape
     hint = PER_SAMPLE if isinstance(out, torch.Tensor) and list(out.shape) == [n, n, hidden] else None
     mistakes = {}
@@ -588,7 +577,7 @@ def test_last_step_meta_outputs_cpu_lengths(student, rng):
     outputs = torch.empty(6, 5, 3, device="meta")
     lengths = torch.randint(1, 6, (6,), generator=rng)
     what = "last_valid_step(outputs[6,5,3].to('meta'), lengths[6].to('cpu'))"
-    out = _call_or_fail(lambda: student.last_valid_step(outputs, lengths), what, LENGTHS_DEVICE)
+    out = checks.call_or_fail(lambda: student.last_valid_step(outputs, lengths), what, LENGTHS_DEVICE)
     checks.assert_shape(out, (6, 3), what, hint=PER_SAMPLE)
     checks.assert_device(out, "meta", what, hint=LENGTHS_DEVICE)
 
@@ -753,7 +742,7 @@ def test_classifier_meta_device(student, rng):
     _, lengths = _sentences(rng, 4, 6, 13)
     tokens = torch.empty(4, 6, dtype=torch.long, device="meta")
     what = "BiLSTMClassifier(13, 5, 4, 3, num_layers=2).to('meta')(tokens[4,6].to('meta'), lengths[4].to('cpu'))"
-    res = _call_or_fail(lambda: student.probe("module_run", cls="BiLSTMClassifier", args=[13, 5, 4, 3],
+    res = checks.call_or_fail(lambda: student.probe("module_run", cls="BiLSTMClassifier", args=[13, 5, 4, 3],
                                               kwargs={"num_layers": 2}, inputs=[tokens, lengths], device="meta"),
                         what, META_DEVICE)
     checks.fail_on_probe_error(res, what, META_DEVICE)
@@ -871,7 +860,7 @@ def _seq2seq_call(args, src, tgt, ratio=None, seed=None, device=None) -> str:
 
 def _run_seq2seq(student, state, src, tgt, args, ratio, seeds, decode_len=None, global_seed=0, device=None):
     what = _seq2seq_call(args, src, tgt, ratio, device=device)
-    res = _call_or_fail(lambda: student.probe(
+    res = checks.call_or_fail(lambda: student.probe(
         "seq2seq_run", args=args, kwargs={}, state=state, src=src, tgt=tgt, ratio=ratio, generator_seeds=seeds,
         decode_len=decode_len, global_seed=global_seed, device=device), what, OUTPUT_DEVICE if device else None)
     _check_structure(res, _seq2seq_shapes(*args), f"Seq2Seq{tuple(args)}", SEQ2SEQ_LAYERS)

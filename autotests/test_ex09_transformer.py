@@ -21,8 +21,7 @@ from torch import nn
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
-from grader.timing import assert_speed, compare_speed, projection_agrees
-from grader.verdicts import CheckFailed, Status, SubmissionProblem
+from grader.timing import assert_speed, compare_probe_speed
 
 pytestmark = pytest.mark.exercise("ex09_transformer")
 
@@ -125,16 +124,6 @@ ALL_PAD = Msg("整条序列都是 PAD 时池化结果应为 0 向量（分母至
 # -- helpers -------------------------------------------------------------------------------------------
 def _seed(rng: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
-
-def _call_or_fail(fn, what: str, hint: Msg | None = None):
-    """A student call whose raising is a failure of this check (with ``hint``), not a crash."""
-    try:
-        return fn()
-    except SubmissionProblem as problem:
-        if problem.status != Status.ERROR:  # not implemented, timed out, crashed: reported as such
-            raise
-        checks.fail(Msg(f"{what}：{problem.message.zh}", f"{what}: {problem.message.en}"), hint)
 
 
 def _pair(out, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,7 +277,7 @@ def test_attention_fully_masked_row(student, rng):
     checks.assert_close(output[1, 2], torch.zeros(3), f"{what}[0][1, 2], {empty_row}", hint=FULLY_MASKED)
     _check_attention((output, weights), q, k, v, mask, what)
     half = "scaled_dot_product_attention(q.half(), k.half(), v.half(), mask)"
-    output, weights = _pair(_call_or_fail(lambda: student.scaled_dot_product_attention(q.half(), k.half(), v.half(), mask),
+    output, weights = _pair(checks.call_or_fail(lambda: student.scaled_dot_product_attention(q.half(), k.half(), v.half(), mask),
                                           half, HALF), half)
     checks.assert_finite(output, f"{half}[0]", hint=HALF)
     checks.assert_close(output.float(), F.scaled_dot_product_attention(q, k, v, attn_mask=mask), f"{half}[0]",
@@ -302,7 +291,7 @@ def test_attention_meta_device(student):
                torch.empty(2, 3, 6, 5, device="meta"))
     mask = torch.empty(2, 1, 1, 6, dtype=torch.bool, device="meta")
     what = "scaled_dot_product_attention(q.to('meta'), k, v, mask.to('meta'))"
-    output, weights = _pair(_call_or_fail(lambda: student.scaled_dot_product_attention(q, k, v, mask), what,
+    output, weights = _pair(checks.call_or_fail(lambda: student.scaled_dot_product_attention(q, k, v, mask), what,
                                           META_DEVICE), what)
     checks.assert_shape(output, (2, 3, 4, 5), f"{what}[0]")
     checks.assert_device(output, "meta", f"{what}[0]", hint=META_DEVICE)
@@ -311,33 +300,11 @@ def test_attention_meta_device(student):
 
 # -- speed: inputs made in the workers, the whole request timed ------------------------------------------------
 def _compare_timed(student, reference, kind: str, args: list, rng, spec, ctor: list | None = None):
-    """Like grader.timing.compare_generated_speed, through this exercise's ``repeat_timed`` probe
-    (which also times modules, tuple results and integer lengths)."""
-    repeats = spec.param("speed_repeats")
-
-    def run(impl, side: str):
-        return lambda round_: impl.probe("repeat_timed", kind=kind, layout=round_[side],
-                                         project_seed=round_["project_seed"], ctor=ctor)
-
-    def check(got, want) -> None:
-        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
-        same = (got.get("shape") == want.get("shape") and isinstance(mine, list) and isinstance(theirs, list)
-                and len(mine) == len(theirs) and all(projection_agrees(g, r, s, 1e-3)
-                                                      for g, r, s in zip(mine, theirs, scales)))
-        if not same:
-            differed = Msg("计时测试中（较大的随机输入）结果与参考结果不一致，未计算速度",
-                           "during the timing runs (larger random inputs) the result differed from the reference, so "
-                           "speed was not judged")
-            raise CheckFailed(differed, differed)
-
-    def make_round(_: int) -> dict:
-        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=rng))
-        return {"student": student.generate(args, seed, repeats), "reference": reference.generate(args, seed, repeats),
-                "project_seed": project_seed}
-
-    factor = spec.param("speed_factor")
-    return compare_speed(run(student, "student"), run(reference, "reference"), make_round, check,
-                         rounds=spec.param("speed_rounds"), reference_impl=reference, student_impl=student, factor=factor)
+    """``compare_probe_speed`` through this exercise's ``repeat_timed`` probe (which also times
+    modules, tuple results and integer lengths)."""
+    return compare_probe_speed(student, reference, "repeat_timed", args, rng, rounds=spec.param("speed_rounds"),
+                               repeats=spec.param("speed_repeats"), factor=spec.param("speed_factor"),
+                               kind=kind, ctor=ctor)
 
 
 @graded(task="scaled_dot_product_attention", kind="speed", points=1, visibility="hidden")
@@ -670,7 +637,7 @@ def test_mask_shapes_dtypes_devices(student):
     checks.assert_dtype(out, torch.bool, "causal_mask(5)", hint=BOOL_MASK)
     checks.assert_shape(out, (5, 5), "causal_mask(5)")
     what = "causal_mask(4, device='meta')"
-    out = _call_or_fail(lambda: student.causal_mask(4, device="meta"), what, MASK_DEVICE)
+    out = checks.call_or_fail(lambda: student.causal_mask(4, device="meta"), what, MASK_DEVICE)
     checks.assert_device(out, "meta", what, hint=MASK_DEVICE)
     out = student.padding_mask(torch.tensor([2, 5, 3]))
     checks.assert_dtype(out, torch.bool, "padding_mask(tensor([2, 5, 3]))", hint=BOOL_MASK)
@@ -707,7 +674,7 @@ def test_mask_edge_cases(student):
 def test_mask_meta_device(student):
     """padding_mask of meta lengths (max_len given) is on meta, (B, 1, 1, T) bool."""
     what = "padding_mask(lengths.to('meta'), max_len=6)"
-    out = _call_or_fail(lambda: student.padding_mask(torch.empty(4, dtype=torch.int64, device="meta"), 6), what,
+    out = checks.call_or_fail(lambda: student.padding_mask(torch.empty(4, dtype=torch.int64, device="meta"), 6), what,
                         MASK_DEVICE)
     checks.assert_device(out, "meta", what, hint=MASK_DEVICE)
     checks.assert_shape(out, (4, 1, 1, 6), what)

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
-from grader.timing import assert_speed, compare_speed, projection_agrees
-from grader.verdicts import CheckFailed, Status, SubmissionProblem
+from grader.timing import assert_speed, compare_probe_speed
 
 pytestmark = pytest.mark.exercise("ex10_losses_norm")
 
@@ -124,16 +123,6 @@ def _seed(rng: torch.Generator) -> int:
 def _fail_on_error(res: dict, what: str, hint: Msg | None = None, key: str = "error") -> None:
     if res.get(key):
         checks.fail(Msg(f"{what}：你的代码抛出了异常 {res[key]}", f"{what}: your code raised {res[key]}"), hint)
-
-
-def _call_or_fail(fn, what: str, hint: Msg | None = None):
-    """A student call whose raising is a failure of this check (with ``hint``), not a crash."""
-    try:
-        return fn()
-    except SubmissionProblem as problem:
-        if problem.status != Status.ERROR:
-            raise
-        checks.fail(Msg(f"{what}：{problem.message.zh}", f"{what}: {problem.message.en}"), hint)
 
 
 def _loss(student, cls: str, kwargs: dict, logits, target, what: str, grad_output=None, args=None,
@@ -410,32 +399,9 @@ def test_smoothing_all_ignored_is_zero(student, rng):
 
 
 def _compare_timed(student, reference, args: list, rng, spec, **probe_kwargs):
-    """Like grader.timing.compare_generated_speed, through this exercise's ``repeat_timed`` probe."""
-    repeats = spec.param("speed_repeats")
-
-    def run(impl, side: str):
-        return lambda round_: impl.probe("repeat_timed", layout=round_[side], project_seed=round_["project_seed"],
-                                         **probe_kwargs)
-
-    def check(got, want) -> None:
-        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
-        same = (got.get("shape") == want.get("shape") and isinstance(mine, list) and isinstance(theirs, list)
-                and len(mine) == len(theirs) and all(projection_agrees(g, r, s, 1e-3)
-                                                      for g, r, s in zip(mine, theirs, scales)))
-        if not same:
-            differed = Msg("计时测试中（较大的随机输入）结果与参考结果不一致，未计算速度",
-                           "during the timing runs (larger random inputs) the result differed from the reference, so "
-                           "speed was not judged")
-            raise CheckFailed(differed, differed)
-
-    def make_round(_: int) -> dict:
-        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=rng))
-        return {"student": student.generate(args, seed, repeats), "reference": reference.generate(args, seed, repeats),
-                "project_seed": project_seed}
-
-    return compare_speed(run(student, "student"), run(reference, "reference"), make_round, check,
-                         rounds=spec.param("speed_rounds"), reference_impl=reference, student_impl=student,
-                         factor=spec.param("speed_factor"))
+    """``compare_probe_speed`` through this exercise's ``repeat_timed`` probe."""
+    return compare_probe_speed(student, reference, "repeat_timed", args, rng, rounds=spec.param("speed_rounds"),
+                               repeats=spec.param("speed_repeats"), factor=spec.param("speed_factor"), **probe_kwargs)
 
 
 @graded(task="LabelSmoothingCE", kind="speed", points=1, visibility="hidden")
@@ -750,13 +716,13 @@ def test_batch_norm_single_value_and_meta(student):
     checks.assert_close(out, F.batch_norm(args[0], args[3], args[4], args[1], args[2], False),
                         "batch_norm_forward(x[1,3], ..., training=False)", hint=EVAL_RUNNING)
     two = torch.tensor([[0.5, -1.0, 2.0], [1.5, 3.0, 2.5]])  # two values per channel are enough
-    out = _call_or_fail(lambda: student.batch_norm_forward(two, *args[1:5], True), "batch_norm_forward(x[2,3], ..., True)",
+    out = checks.call_or_fail(lambda: student.batch_norm_forward(two, *args[1:5], True), "batch_norm_forward(x[2,3], ..., True)",
                         ONE_VALUE)
     checks.assert_close(out, F.batch_norm(two, None, None, args[1], args[2], True), "batch_norm_forward(x[2,3], ..., True)",
                         hint=ONE_VALUE)
     meta = [torch.empty(4, c, 5, 5, device="meta")] + [torch.empty(c, device="meta") for _ in range(4)] + [True]
     what = "batch_norm_forward(x.to('meta'), ..., True)"
-    out = _call_or_fail(lambda: student.batch_norm_forward(*meta), what)
+    out = checks.call_or_fail(lambda: student.batch_norm_forward(*meta), what)
     checks.assert_shape(out, (4, c, 5, 5), what)
     checks.assert_device(out, "meta", what)
 
@@ -820,7 +786,7 @@ def test_layer_norm_batch_one_int_shape_float64_noncontiguous(student, rng):
         "`normalized_shape` 与 `x` 最后几维的形状不同时应抛出 `ValueError`",
         "Raise ValueError when normalized_shape differs from the shape of x's last dims"))
     what = "layer_norm(x.to('meta'), (3, 4), weight, bias)"
-    out = _call_or_fail(lambda: student.layer_norm(torch.empty(2, 3, 4, device="meta"), (3, 4),
+    out = checks.call_or_fail(lambda: student.layer_norm(torch.empty(2, 3, 4, device="meta"), (3, 4),
                                                    torch.empty(3, 4, device="meta"), torch.empty(3, 4, device="meta")), what)
     checks.assert_shape(out, (2, 3, 4), what)
     checks.assert_device(out, "meta", what)

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
-from grader.timing import assert_speed, compare_speed, projection_agrees
-from grader.verdicts import CheckFailed, Status, SubmissionProblem
+from grader.timing import assert_speed, compare_probe_speed
 from grader.worker.wire import tensor_facts
 
 pytestmark = pytest.mark.exercise("ex11_training_tricks")
@@ -170,16 +169,6 @@ def _check_error(res: dict[str, Any], what: str, hint: Msg | None = None) -> Non
                         f"{res['error']}"), hint)
 
 
-def _call_or_fail(fn, what: str, hint: Msg | None = None):
-    """A student call whose raising is a failure of this check (with ``hint``), not a crash."""
-    try:
-        return fn()
-    except SubmissionProblem as problem:
-        if problem.status != Status.ERROR:  # not implemented, timed out, crashed: reported as such
-            raise
-        checks.fail(Msg(f"{what}：{problem.message.zh}", f"{what}: {problem.message.en}"), hint)
-
-
 def _near(a: Any, b: float, tol: float = 1e-9) -> bool:
     return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and \
         abs(a - b) <= tol * max(1.0, abs(b))
@@ -261,7 +250,7 @@ def _noam_values(student, steps: range, d_model: int, warmup: int) -> list[float
     values = []
     for step in steps:
         what = f"noam_lambda({step}, {d_model}, {warmup})"
-        got = _call_or_fail(lambda: student.noam_lambda(step, d_model, warmup), what, NOAM_ZERO if step == 0 else None)
+        got = checks.call_or_fail(lambda: student.noam_lambda(step, d_model, warmup), what, NOAM_ZERO if step == 0 else None)
         _number(got, _noam(step, d_model, warmup), what,
                 {NOAM_PEAK: _noam(step, d_model, warmup, "shift"), NOAM_ZERO: _noam(step, d_model, warmup, "zero")},
                 hint=NOAM_FORMULA)
@@ -274,7 +263,7 @@ def test_noam_step_zero(student):
     """noam_lambda(0, ...) is a finite float equal to the value at step 1, and make_noam_scheduler builds
     (LambdaLR calls the factor with step 0 at construction)."""
     what = "noam_lambda(0, 16, 4)"
-    got = _call_or_fail(lambda: student.noam_lambda(0, 16, 4), what, NOAM_ZERO)
+    got = checks.call_or_fail(lambda: student.noam_lambda(0, 16, 4), what, NOAM_ZERO)
     _number(got, _noam(1, 16, 4), what, {NOAM_ZERO: 0.0}, hint=NOAM_ZERO)
     res = student.probe("run_noam_scheduler", base_lrs=[1.0], d_model=16, warmup_steps=4, steps=1)
     _check_error(res, "make_noam_scheduler(optimizer, 16, 4)", NOAM_ZERO)
@@ -316,7 +305,7 @@ def test_noam_warmup_one_paper_sizes_and_resume(student):
     _noam_values(student, range(0, 4), 4, 1)
     for step in (0, 1, 3999, 4000, 4001, 16000):
         what = f"noam_lambda({step}, 512, 4000)"
-        got = _call_or_fail(lambda: student.noam_lambda(step, 512, 4000), what, NOAM_ZERO if step == 0 else None)
+        got = checks.call_or_fail(lambda: student.noam_lambda(step, 512, 4000), what, NOAM_ZERO if step == 0 else None)
         _number(got, _noam(step, 512, 4000), what, {NOAM_PEAK: _noam(step, 512, 4000, "shift")}, hint=NOAM_FORMULA)
     res = student.probe("run_noam_scheduler", base_lrs=[2.0], d_model=8, warmup_steps=1, steps=9, resume_at=5)
     _check_error(res, "make_noam_scheduler(optimizer, 8, 1)", NOAM_RESUME)
@@ -540,7 +529,7 @@ def test_distillation_limits_batch_one_and_meta(student, rng):
     meta = [torch.empty(4, 3, device="meta"), torch.empty(4, 3, device="meta"),
             torch.zeros(4, dtype=torch.long, device="meta")]
     what = "distillation_loss(s.to('meta'), t.to('meta'), labels.to('meta'))"
-    got = _call_or_fail(lambda: student.distillation_loss(*meta), what, FGSM_DEVICE)
+    got = checks.call_or_fail(lambda: student.distillation_loss(*meta), what, FGSM_DEVICE)
     checks.assert_shape(got, (), what)
     checks.assert_device(got, "meta", what, hint=FGSM_DEVICE)
 
@@ -712,7 +701,7 @@ def test_fgsm_no_clamp_zero_epsilon_and_meta(student, rng):
     res = _run_fgsm(student, state, x, y, 0.0, what)
     checks.assert_close(res["x_adv"], x, what, atol=0, rtol=0, rel_l2=0)
     what = "fgsm_attack(model.to('meta'), x.to('meta'), y.to('meta'), 0.1)"
-    got = _call_or_fail(lambda: student.probe("fgsm_meta", d=5, k=3, batch=4), what, FGSM_DEVICE)
+    got = checks.call_or_fail(lambda: student.probe("fgsm_meta", d=5, k=3, batch=4), what, FGSM_DEVICE)
     checks.assert_shape(got, (4, 5), what)
     checks.assert_device(got, "meta", what, hint=FGSM_DEVICE)
 
@@ -721,34 +710,10 @@ def test_fgsm_no_clamp_zero_epsilon_and_meta(student, rng):
 def test_fgsm_speed(student, reference_worker, spec, rng):
     """FGSM on a batch of 256 costs at most a few times the reference's one forward and backward pass."""
     p = spec.param("fgsm_speed")
-    repeats = spec.param("speed_repeats")
-    model_seed = _seed(rng)
-
-    def run(impl, side: str):
-        return lambda round_: impl.probe("repeat_fgsm", layout=round_[side], project_seed=round_["project_seed"],
-                                         d=p["d"], hidden=p["hidden"], k=p["k"], model_seed=model_seed)
-
-    def check(got, want) -> None:
-        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
-        same = (got.get("shape") == want.get("shape") and isinstance(mine, list) and isinstance(theirs, list)
-                and len(mine) == len(theirs) and all(projection_agrees(g, r, s, 1e-3)
-                                                      for g, r, s in zip(mine, theirs, scales)))
-        if not same:
-            differed = Msg("计时测试中（较大的随机输入）结果与参考结果不一致，未计算速度",
-                           "during the timing runs (larger random inputs) the result differed from the reference, so "
-                           "speed was not judged")
-            raise CheckFailed(differed, differed)
-
-    def make_round(_: int) -> dict:
-        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=rng))
-        args = [{"randn": [p["batch"], p["d"]]}]
-        return {"student": student.generate(args, seed, repeats), "reference": reference_worker.generate(args, seed, repeats),
-                "project_seed": project_seed}
-
     factor = spec.param("speed_factor")
-    result = compare_speed(run(student, "student"), run(reference_worker, "reference"), make_round, check,
-                           rounds=spec.param("speed_rounds"), reference_impl=reference_worker, student_impl=student,
-                           factor=factor)
+    result = compare_probe_speed(student, reference_worker, "repeat_fgsm", [{"randn": [p["batch"], p["d"]]}], rng,
+                                 rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"), factor=factor,
+                                 d=p["d"], hidden=p["hidden"], k=p["k"], model_seed=_seed(rng))
     assert_speed(result, factor, "fgsm_attack", hint=FGSM_VECTORISE)
 
 
@@ -1051,7 +1016,7 @@ def test_ensemble_single_member_invalid_and_meta(student, rng):
         checks.assert_equal(got, "ValueError", what, hint=ENS_INVALID)
     for combine in ("prob", "logit", "vote"):
         what = f"Ensemble(models, combine={combine!r}).to('meta')(x.to('meta'))"
-        got = _call_or_fail(lambda: student.probe("ensemble_meta", d=3, k=4, members=2, batch=5, combine=combine),
+        got = checks.call_or_fail(lambda: student.probe("ensemble_meta", d=3, k=4, members=2, batch=5, combine=combine),
                             what, ENS_DEVICE)
         checks.assert_shape(got, (5, 4), what)
         checks.assert_device(got, "meta", what, hint=ENS_DEVICE)

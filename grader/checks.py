@@ -17,7 +17,7 @@ import torch
 
 from grader import evidence
 from grader.i18n import Msg
-from grader.verdicts import CheckFailed
+from grader.verdicts import CheckFailed, Status, SubmissionProblem
 from grader.worker.wire import tensor_facts
 
 
@@ -65,6 +65,18 @@ NOT_FINITE = Msg("结果中有 NaN 或 Inf", "the result contains NaN or Inf")
 
 def _fmt_shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def call_or_fail(fn: Any, what: str, hint: Msg | None = None) -> Any:
+    """``fn()``, a call into the student's code: an exception it raised fails this check, with
+    ``what`` and ``hint``, instead of being reported as a crash of the test. Other problems (not
+    implemented, timed out, crashed) pass on as they are."""
+    try:
+        return fn()
+    except SubmissionProblem as problem:
+        if problem.status != Status.ERROR:
+            raise
+        fail(Msg(f"{what}：{problem.message.zh}", f"{what}: {problem.message.en}"), hint)
 
 
 def assert_tensor(got: Any, what: str) -> torch.Tensor:

@@ -269,6 +269,50 @@ def compare_generated_speed(
                          reference_impl=reference, student_impl=student, factor=factor)
 
 
+def compare_probe_speed(
+    student: Any,
+    reference: Any,
+    probe: str,
+    args: list[Any],
+    generator: Any,
+    *,
+    rounds: int = 7,
+    repeats: int = 10,
+    factor: float | None = None,
+    rel_tol: float = 1e-3,
+    **probe_kwargs: Any,
+) -> SpeedComparison:
+    """Like ``compare_generated_speed``, through an exercise's own timing probe: ``probe`` is called
+    as ``probe(layout=…, project_seed=…, **probe_kwargs)`` in both workers and answers with the
+    output's shape and one random projection per repetition (see ``repeat_generated``), for work
+    that is more than one call of a function: a module built from arguments, a training step, an
+    attack."""
+    import torch
+
+    def run(impl: Any, side: str) -> Callable[[dict[str, Any]], Any]:
+        return lambda round_: impl.probe(probe, layout=round_[side], project_seed=round_["project_seed"],
+                                         **probe_kwargs)
+
+    def check(got: Any, want: Any) -> None:
+        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
+        same = (got.get("shape") == want.get("shape") and isinstance(mine, list) and isinstance(theirs, list)
+                and isinstance(scales, list) and len(mine) == len(theirs) == len(scales)
+                and all(projection_agrees(g, r, s, rel_tol) for g, r, s in zip(mine, theirs, scales)))
+        if not same:
+            differed = Msg("计时测试中（较大的随机输入）结果与参考结果不一致，未计算速度",
+                           "during the timing runs (larger random inputs) the result differed from the reference, so "
+                           "speed was not judged")
+            raise CheckFailed(differed, differed)
+
+    def make_round(_: int) -> dict[str, Any]:
+        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=generator))
+        return {"student": student.generate(args, seed, repeats), "reference": reference.generate(args, seed, repeats),
+                "project_seed": project_seed}
+
+    return compare_speed(run(student, "student"), run(reference, "reference"), make_round, check, rounds=rounds,
+                         reference_impl=reference, student_impl=student, factor=factor)
+
+
 REFERENCE = Msg("参考实现", "the reference")
 
 
