@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
+import markupsafe
 
 from grader.i18n import Lang
 from grader.render import charts
@@ -56,6 +57,7 @@ def _environment(markup: bool) -> jinja2.Environment:
     env.globals.update(num=num, fmt=fmt, shape=shape, grade_class=grade_class, heat_map=charts.heat_map,
                        curve=charts.curve, meter=charts.meter, ratio_strip=charts.ratio_strip)
     env.filters["md"] = _markdown_text
+    env.filters["code"] = _code_spans
     return env
 
 
@@ -74,6 +76,15 @@ def render_html(report: dict[str, Any], lang: Lang, audience: str) -> str:
 def render_markdown(report: dict[str, Any], lang: Lang, audience: str) -> str:
     view = _clean_view(report, lang, audience)
     return _environment(False).get_template("report.md.j2").render(v=view, w=words(lang, audience))
+
+
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def _code_spans(text: str) -> markupsafe.Markup:
+    """Text for HTML, escaped, with the messages' `code` in backticks shown as code."""
+    escaped = str(markupsafe.escape(text))
+    return markupsafe.Markup(CODE_SPAN.sub(r"<code>\1</code>", escaped))
 
 
 def _markdown_text(text: str) -> str:
