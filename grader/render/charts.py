@@ -15,6 +15,7 @@ from typing import Any
 
 WIDTH, HEIGHT = 320, 140
 PAD = 28
+LABEL_PAD = 52
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,11 @@ def curve(values: list[float | None]) -> dict[str, Any] | None:
     low, high = min(v for _, v in points), max(v for _, v in points)
     span = high - low or 1.0
     last = max(i for i, _ in points) or 1
-    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD
-    coords = " ".join(f"{PAD + inner_w * i / last:.1f},{PAD + inner_h * (1 - (v - low) / span):.1f}" for i, v in points)
-    return {"points": coords, "width": WIDTH, "height": HEIGHT, "pad": PAD, "low": f"{low:.3g}",
-            "high": f"{high:.3g}", "steps": last + 1}
+    left = LABEL_PAD  # room for the y-axis labels (``0.0485``)
+    inner_w, inner_h = WIDTH - left - PAD, HEIGHT - 2 * PAD
+    coords = " ".join(f"{left + inner_w * i / last:.1f},{PAD + inner_h * (1 - (v - low) / span):.1f}" for i, v in points)
+    return {"points": coords, "width": WIDTH, "height": HEIGHT, "pad": PAD, "left": left, "inner_w": inner_w,
+            "low": f"{low:.3g}", "high": f"{high:.3g}", "steps": last + 1}
 
 
 def meter(value: float | None, threshold: float, direction: str = "at_least") -> dict[str, Any]:
