@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.batch.store import grades_csv
-from grader.i18n import Lang
+from grader.batch.store import grades_csv, submission_status
+from grader.i18n import Lang, Msg
 from grader.render.formats import _environment
 from grader.render.view import text
 from grader.render.words import words
 from grader.summary import STATUS
 from grader.verdicts import Status
 
+SUBMISSION_STATUS = {"graded": Msg("已评分", "graded"), "refused": Msg("拒收", "refused"),
+                     "incomplete": Msg("不完整", "incomplete"), "pending": Msg("待评分", "pending")}
 BINS = 10  # histogram bins over 0–100 % of an exercise's points
 HARDEST_SHOWN = 12
 
@@ -121,8 +123,8 @@ def render_class(folder: Path, lang: Lang = "en") -> tuple[str, str, int]:
     exercises = sorted({e["id"] for r in reports for e in r.get("exercises", [])})
     rows = [(student, str((r.get("submission") or {}).get("name") or ""), student, r) for student, r in found]
     csv_text = grades_csv(rows, exercises)
-    totals = [(student, float(r.get("score") or 0), float(r.get("max_score") or 0),
-               float(r.get("duration_s") or 0), str(r.get("status", ""))) for student, r in found]
+    totals = [(student, float(r.get("score") or 0), float(r.get("max_score") or 0), float(r.get("duration_s") or 0),
+               SUBMISSION_STATUS[submission_status(r)].render(lang)) for student, r in found]
     html = _environment(True).get_template("class.html.j2").render(
         w=words(lang, "instructor"), lang=lang, count=len(reports), histograms=_histograms(reports, lang),
         hardest=_hardest(reports, lang), causes=_causes(reports, lang), totals=totals,
