@@ -41,3 +41,13 @@ def autograder_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def graded_report_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A passing, a failing and a hostile submission graded once for the report and browser tests."""
     return graded_reports(tmp_path_factory.mktemp("reports"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which mutants run (see tests/test_mutants.py): say it, so that a failure can be replayed."""
+    if os.environ.get("GRADER_MUTANTS") == "all":
+        return "mutants: all (GRADER_MUTANTS=all)"
+    import datetime
+
+    seed = os.environ.get("GRADER_MUTANT_SEED") or datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    return f"mutants: a sample per exercise, seed {seed} (replay: GRADER_MUTANT_SEED={seed}; all: GRADER_MUTANTS=all)"
