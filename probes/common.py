@@ -24,6 +24,19 @@ _RANDPERM = torch.randperm
 _NO_GRAD = torch.no_grad
 
 
+_TENSOR = torch.Tensor
+
+
+def plain(value: Any) -> Any:
+    """A value student code returned, as data: numbers, bools, None, strings and tensors as they are,
+    lists of them, anything else by its type name (an object is never sent back as it is)."""
+    if value is None or isinstance(value, (bool, int, float, str, _TENSOR)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return f"<{type(value).__name__}>"
+
+
 def describe_error(exc: BaseException, impl: ModuleType | None = None) -> str:
     """``Type: message`` plus the last lines of the traceback that are in the submission's file."""
     text = f"{type(exc).__name__}: {exc}"[:600]

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import probe
-from .common import describe_error
+from .common import describe_error, plain
 
 # Taken at import, before any student module: defence in depth only (see "What it trusts").
 _grad_enabled = torch.is_grad_enabled
@@ -32,16 +32,6 @@ _Tensor = torch.Tensor
 _as_subclass = torch.Tensor.as_subclass
 _lambda_lr = torch.optim.lr_scheduler.LambdaLR
 _listdir, _chdir, _getcwd = os.listdir, os.chdir, os.getcwd
-
-
-
-def _plain(value: Any) -> Any:
-    """A returned value as data: numbers, bools, None and tensors as they are, anything else by type name."""
-    if value is None or isinstance(value, (bool, int, float, str, _Tensor)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return f"<{type(value).__name__}>"
 
 
 # -- trusted building blocks ------------------------------------------------------------------------
@@ -170,7 +160,7 @@ def run_train_epoch(impl: ModuleType, weight: torch.Tensor, bias: torch.Tensor, 
     result: dict[str, Any] = {"returned": [], "params": [], "error": None, "not_on_device": False}
     try:
         for _ in range(epochs):
-            result["returned"].append(_plain(impl.train_epoch(model, loader, _Criterion(), optimizer, "cpu")))
+            result["returned"].append(plain(impl.train_epoch(model, loader, _Criterion(), optimizer, "cpu")))
             result["params"].append(_linear_params(model))
     except NotImplementedError:
         raise
@@ -230,7 +220,7 @@ def run_evaluate(impl: ModuleType, weight: torch.Tensor, bias: torch.Tensor, x: 
     loader = _loader(x, y, batch_size, host_tensors)
     try:
         for _ in range(repeats):
-            result["returned"].append(_plain(impl.evaluate(model, loader, _Criterion(), "cpu")))
+            result["returned"].append(plain(impl.evaluate(model, loader, _Criterion(), "cpu")))
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001 - the error is the observation
@@ -263,8 +253,8 @@ class _SnapshotLoader(DataLoader):
 def _state(value: Any) -> Any:
     """A returned state dict as data: tensors cloned now (so later changes to the model cannot reach them)."""
     if isinstance(value, dict):
-        return {str(k): (v.detach().clone() if isinstance(v, _Tensor) else _plain(v)) for k, v in value.items()}
-    return _plain(value)
+        return {str(k): (v.detach().clone() if isinstance(v, _Tensor) else plain(v)) for k, v in value.items()}
+    return plain(value)
 
 
 @probe
@@ -301,7 +291,7 @@ def run_fit(impl: ModuleType, x_train: torch.Tensor, y_train: torch.Tensor, x_va
                               "final": {n: p.detach().clone() for n, p in model.named_parameters()},
                               "state_keys": list(model.state_dict().keys())}
     if isinstance(history, dict):
-        result["history"] = {str(k): _state(v) if k == "best_state" else _plain(v) for k, v in history.items()}
+        result["history"] = {str(k): _state(v) if k == "best_state" else plain(v) for k, v in history.items()}
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(1.0)
@@ -342,16 +332,16 @@ def run_early_stopping(impl: ModuleType, losses: list[float], patience: int | No
     try:
         _chdir(folder)
         stopper = impl.EarlyStopping(**kwargs)
-        result["initial"] = [_plain(getattr(stopper, a, "<missing>")) for a in
+        result["initial"] = [plain(getattr(stopper, a, "<missing>")) for a in
                              ("best_loss", "counter", "early_stop", "best_state")]
         for i, loss in enumerate(losses):
             with torch.no_grad():
                 model.weight.fill_(float(i))
                 model.bias.fill_(-float(i))
             stop = stopper(loss, model)
-            result["calls"].append({"returned": _plain(stop), "counter": _plain(getattr(stopper, "counter", None)),
-                                    "best_loss": _plain(getattr(stopper, "best_loss", None)),
-                                    "early_stop": _plain(getattr(stopper, "early_stop", None))})
+            result["calls"].append({"returned": plain(stop), "counter": plain(getattr(stopper, "counter", None)),
+                                    "best_loss": plain(getattr(stopper, "best_loss", None)),
+                                    "early_stop": plain(getattr(stopper, "early_stop", None))})
             if stop is True:
                 break
         with torch.no_grad():
@@ -431,6 +421,6 @@ def run_clipped_step(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     loss = _mse_loss(model(x), y)
     returned = impl.clipped_step(model, loss, optimizer, max_norm)
-    return {"returned": _plain(returned),
+    return {"returned": plain(returned),
             "params": {n: p.detach().clone() for n, p in model.named_parameters()},
             "grads": {n: (None if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}}

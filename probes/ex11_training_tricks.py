@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..arena import arena
 from . import probe
-from .common import _Projections, describe_error
+from .common import _Projections, describe_error, plain
 
 # Taken at import, before any student module: defence in depth only (see each probe's "What it trusts").
 _lambda_lr = torch.optim.lr_scheduler.LambdaLR
@@ -35,15 +35,6 @@ _randperm = torch.randperm
 _cross_entropy = F.cross_entropy
 _NO_GRAD = torch.no_grad
 _Tensor = torch.Tensor
-
-
-def _plain(value: Any) -> Any:
-    """A returned value as data: numbers, bools, None and tensors as they are, anything else by type name."""
-    if value is None or isinstance(value, (bool, int, float, str, _Tensor)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return f"<{type(value).__name__}>"
 
 
 def _run(result: dict[str, Any], impl: ModuleType, fn: Any) -> Any:
@@ -192,7 +183,7 @@ def run_accumulate(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Te
 
     def go() -> None:
         for _ in range(epochs):
-            result["returned"].append(_plain(impl.train_epoch_accumulate(model, loader, nn.CrossEntropyLoss(),
+            result["returned"].append(plain(impl.train_epoch_accumulate(model, loader, nn.CrossEntropyLoss(),
                                                                          optimizer, accumulation_steps)))
             result["params"].append(_params(model))
 
@@ -227,7 +218,7 @@ def run_distill_step(impl: ModuleType, student_state: dict[str, torch.Tensor], t
     result: dict[str, Any] = {"error": None}
     kwargs = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if v is not None}
     returned = _run(result, impl, lambda: impl.distill_step(student, teacher, x, y, optimizer, **kwargs))
-    result.update({"returned": _plain(returned), "student": _params(student), "teacher": _params(teacher),
+    result.update({"returned": plain(returned), "student": _params(student), "teacher": _params(teacher),
                    "teacher_grads": _grads(teacher), "teacher_bn": _bn_stats(teacher.bn),
                    "teacher_training": bool(teacher.training), "seen": student.gate.seen})
     return result
@@ -320,7 +311,7 @@ def run_adversarial_step(impl: ModuleType, state: dict[str, torch.Tensor], x: to
     kwargs = {} if adv_weight is None else {"adv_weight": adv_weight}
     result: dict[str, Any] = {"error": None}
     returned = _run(result, impl, lambda: impl.adversarial_step(model, x, y, optimizer, epsilon, **kwargs))
-    result.update({"returned": _plain(returned), "params": _params(model), "seen": model.gate.seen})
+    result.update({"returned": plain(returned), "params": _params(model), "seen": model.gate.seen})
     return result
 
 
@@ -349,8 +340,8 @@ def repeat_fgsm(impl: ModuleType, layout: list[list[Any]], project_seed: int, d:
 # -- T11.5 Mixup ---------------------------------------------------------------------------------------------
 def _mixup_out(out: Any) -> Any:
     if isinstance(out, (tuple, list)):
-        return [_plain(v) for v in out]
-    return _plain(out)
+        return [plain(v) for v in out]
+    return plain(out)
 
 
 @probe
@@ -390,7 +381,7 @@ def mixup_lambdas(impl: ModuleType, alpha: float | None, seed: int, draws: int) 
     def go() -> None:
         for _ in range(draws):
             out = impl.mixup_batch(x, y, generator=g) if alpha is None else impl.mixup_batch(x, y, alpha, generator=g)
-            result["lams"].append(_plain(out[3]) if isinstance(out, (tuple, list)) and len(out) == 4 else _plain(out))
+            result["lams"].append(plain(out[3]) if isinstance(out, (tuple, list)) and len(out) == 4 else plain(out))
 
     _run(result, impl, go)
     return result
@@ -404,7 +395,7 @@ def run_mixup_loss(impl: ModuleType, pred: torch.Tensor, y_a: torch.Tensor, y_b:
     pred = pred.detach().clone().requires_grad_(True)
     result: dict[str, Any] = {"error": None, "grad": None}
     loss = _run(result, impl, lambda: impl.mixup_loss(nn.CrossEntropyLoss(), pred, y_a, y_b, lam))
-    result["loss"] = _plain(loss)
+    result["loss"] = plain(loss)
     if isinstance(loss, _Tensor) and loss.requires_grad and loss.numel() == 1:
         result["grad"] = _autograd_grad(loss.sum(), [pred], allow_unused=True)[0]
     return result
@@ -439,7 +430,7 @@ def run_ensemble(impl: ModuleType, states: list[dict[str, torch.Tensor]], x: tor
     result["member_training"] = [bool(m.training) for m in members]
     result["member_dtypes"] = [str(next(m.parameters()).dtype) for m in members]
     out = _run(result, impl, lambda: ensemble(x))
-    result["out"] = _plain(out)
+    result["out"] = plain(out)
     if grad_output is not None and isinstance(out, _Tensor) and out.requires_grad:
         params = [p for m in members for p in m.parameters()]
         grads = _autograd_grad(out, params, grad_output, allow_unused=True)
