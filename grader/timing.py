@@ -206,6 +206,28 @@ def projection_agrees(got: Any, want: float, scale: float, rel_tol: float) -> bo
     return isinstance(got, float) and abs(got - want) <= rel_tol * (abs(scale) + 1.0)
 
 
+def _projections_agree(got: Any, want: Any, rel_tol: float) -> bool:
+    """Every repetition's output agrees with the reference's (the projections, one per repetition)."""
+    mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
+    return (isinstance(mine, list) and isinstance(theirs, list) and isinstance(scales, list)
+            and len(mine) == len(theirs) == len(scales)
+            and all(projection_agrees(g, r, s, rel_tol) for g, r, s in zip(mine, theirs, scales)))
+
+
+def _fresh_rounds(student: Any, reference: Any, args: list[Any], generator: Any,
+                  repeats: int) -> Callable[[int], dict[str, Any]]:
+    """Each round, fresh inputs in both workers, made untimed and while no student code runs (see
+    the arena), and the seed of the projection that compares their outputs."""
+    import torch
+
+    def make_round(_: int) -> dict[str, Any]:
+        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=generator))
+        return {"student": student.generate(args, seed, repeats), "reference": reference.generate(args, seed, repeats),
+                "project_seed": project_seed}
+
+    return make_round
+
+
 def compare_generated_speed(
     student: Any,
     reference: Any,
@@ -230,23 +252,14 @@ def compare_generated_speed(
     mistake (a sample instead of a population variance: about 2e-4 here) costs only the tests
     about it, not the speed point too.
     """
-    import torch
-
     def run(impl: Any, side: str) -> Callable[[dict[str, Any]], Any]:
         device = getattr(impl, "device", "cpu")
         on_device = {"device": device} if device != "cpu" else {}  # a GPU run times on the GPU
         return lambda round_: impl.probe("repeat_generated", name=name, layout=round_[side],
                                          project_seed=round_["project_seed"], kwargs=kwargs or {}, **on_device)
 
-    def same(got: Any, want: Any) -> bool:
-        """Every repetition's output agrees with the reference's (the projections, one per repetition)."""
-        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
-        return (isinstance(mine, list) and isinstance(theirs, list) and isinstance(scales, list)
-                and len(mine) == len(theirs) == len(scales)
-                and all(projection_agrees(g, r, s, rel_tol) for g, r, s in zip(mine, theirs, scales)))
-
     def check(got: Any, want: Any) -> None:
-        if got.get("shape") != want.get("shape") or not same(got, want):
+        if got.get("shape") != want.get("shape") or not _projections_agree(got, want, rel_tol):
             if got.get("shape") != want.get("shape"):
                 raise CheckFailed(Msg(
                     f"{name}：计时测试中的输出形状为 {got.get('shape')}，期望 {want.get('shape')}",
@@ -259,13 +272,8 @@ def compare_generated_speed(
                            "reference, so speed was not judged")
             raise CheckFailed(Msg(f"{name}：{differed.zh}", f"{name}: {differed.en}"), differed)
 
-    def make_round(_: int) -> dict[str, Any]:
-        """Fresh inputs in both workers, made untimed and while no student code runs (see the arena)."""
-        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=generator))
-        return {"student": student.generate(args, seed, repeats), "reference": reference.generate(args, seed, repeats),
-                "project_seed": project_seed}
-
-    return compare_speed(run(student, "student"), run(reference, "reference"), make_round, check, rounds=rounds,
+    return compare_speed(run(student, "student"), run(reference, "reference"),
+                         _fresh_rounds(student, reference, args, generator, repeats), check, rounds=rounds,
                          reference_impl=reference, student_impl=student, factor=factor)
 
 
@@ -287,29 +295,19 @@ def compare_probe_speed(
     output's shape and one random projection per repetition (see ``repeat_generated``), for work
     that is more than one call of a function: a module built from arguments, a training step, an
     attack."""
-    import torch
-
     def run(impl: Any, side: str) -> Callable[[dict[str, Any]], Any]:
         return lambda round_: impl.probe(probe, layout=round_[side], project_seed=round_["project_seed"],
                                          **probe_kwargs)
 
     def check(got: Any, want: Any) -> None:
-        mine, theirs, scales = got.get("projections"), want.get("projections"), want.get("norms")
-        same = (got.get("shape") == want.get("shape") and isinstance(mine, list) and isinstance(theirs, list)
-                and isinstance(scales, list) and len(mine) == len(theirs) == len(scales)
-                and all(projection_agrees(g, r, s, rel_tol) for g, r, s in zip(mine, theirs, scales)))
-        if not same:
+        if got.get("shape") != want.get("shape") or not _projections_agree(got, want, rel_tol):
             differed = Msg("计时测试中（较大的随机输入）结果与参考结果不一致，未计算速度",
                            "during the timing runs (larger random inputs) the result differed from the reference, so "
                            "speed was not judged")
             raise CheckFailed(differed, differed)
 
-    def make_round(_: int) -> dict[str, Any]:
-        seed, project_seed = (int(v) for v in torch.randint(0, 2**62, (2,), generator=generator))
-        return {"student": student.generate(args, seed, repeats), "reference": reference.generate(args, seed, repeats),
-                "project_seed": project_seed}
-
-    return compare_speed(run(student, "student"), run(reference, "reference"), make_round, check, rounds=rounds,
+    return compare_speed(run(student, "student"), run(reference, "reference"),
+                         _fresh_rounds(student, reference, args, generator, repeats), check, rounds=rounds,
                          reference_impl=reference, student_impl=student, factor=factor)
 
 
