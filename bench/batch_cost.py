@@ -52,8 +52,15 @@ HOSTILE = {
 }
 
 
-def _solutions() -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted((ROOT / "solutions").glob("ex*.py"))}
+def _solutions(exercises: set[str] | None = None) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((ROOT / "solutions").glob("ex*.py"))
+            if exercises is None or p.stem in exercises}
+
+
+def shared_exercises(tree: Path) -> set[str]:
+    """The exercises this checkout and ``tree`` both grade: a class made of these is the same work for
+    both (an older tool ignores files of exercises it does not know, which would flatter it)."""
+    return {p.stem for p in (ROOT / "solutions").glob("ex*.py")} & {p.stem for p in (tree / "solutions").glob("ex*.py")}
 
 
 def _zip(path: Path, files: dict[str, str]) -> None:
@@ -62,15 +69,16 @@ def _zip(path: Path, files: dict[str, str]) -> None:
             archive.writestr(f"exercises/{name}", text)
 
 
-def build_class(folder: Path) -> dict[str, str]:
-    """50 submissions in ``folder``; returns student -> kind."""
+def build_class(folder: Path, exercises: set[str] | None = None) -> dict[str, str]:
+    """50 submissions in ``folder`` (files of ``exercises`` only, when given); returns student -> kind."""
     from support import load_variants
 
     folder.mkdir(parents=True)
     kinds: dict[str, str] = {}
-    base = _solutions()
+    base = _solutions(exercises)
     example = {Path(n).name: zipfile.ZipFile(ROOT / "examples" / "submission.zip").read(n).decode()
-               for n in zipfile.ZipFile(ROOT / "examples" / "submission.zip").namelist() if n.endswith(".py")}
+               for n in zipfile.ZipFile(ROOT / "examples" / "submission.zip").namelist()
+               if n.endswith(".py") and (exercises is None or Path(n).stem in exercises)}
 
     def add(kind: str, files: dict[str, str] | None = None, raw: bytes | None = None) -> None:
         student = f"s{len(kinds):02d}"
@@ -82,7 +90,8 @@ def build_class(folder: Path) -> dict[str, str]:
 
     for _ in range(22):
         add("correct", base)
-    alternatives, mutants = load_variants("alternative"), load_variants("mutant")
+    alternatives, mutants = ([v for v in load_variants(kind) if f"{v.exercise}.py" in base]
+                             for kind in ("alternative", "mutant"))
     for variant in alternatives[:: max(1, len(alternatives) // 4)][:4]:
         add("alternative", {**base, f"{variant.exercise}.py": variant.apply(base[f"{variant.exercise}.py"])})
     for variant in mutants[:: max(1, len(mutants) // 10)][:10]:
@@ -183,10 +192,12 @@ def main() -> None:
     args = parser.parse_args()
     backend = resolve_auto() if args.sandbox == "auto" else args.sandbox
     work = Path(tempfile.mkdtemp(prefix="batch-cost-"))
-    kinds = build_class(work / "class")
+    exercises = shared_exercises(args.baseline_tree.resolve()) if args.baseline_tree else None
+    kinds = build_class(work / "class", exercises)
     results: dict[str, object] = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, "
                                   f"{__import__('os').cpu_count()} cores", "sandbox": backend,
-                                  "class": {k: sum(1 for v in kinds.values() if v == k) for k in sorted(set(kinds.values()))}}
+                                  "class": {k: sum(1 for v in kinds.values() if v == k) for k in sorted(set(kinds.values()))},
+                                  "exercises": sorted(exercises) if exercises else "all"}
     results["overhead"] = overhead(backend, args.rounds)
     print(json.dumps(results["overhead"]), flush=True)
     sample = sorted(kinds)[:: max(1, 50 // args.sample)][: args.sample]

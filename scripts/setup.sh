@@ -33,7 +33,7 @@ fi
 log=.venv/setup.log
 # The grading host: the course's lock installed exactly, and the tool (with its host extra) on top.
 if ! { .venv/bin/python -m pip install --upgrade pip \
-       && .venv/bin/python -m pip install -r requirements.lock -c requirements.lock -e '.[host,dev,ray,nbgrader]' ; } >"$log" 2>&1; then
+       && .venv/bin/python -m pip install -r requirements.lock -c requirements.lock -e '.[host,dev,ray,nbgrader,deploy]' ; } >"$log" 2>&1; then
     tail -n 40 "$log"
     echo "setup failed: pip could not install the packages (full log: $log)" >&2
     exit 1

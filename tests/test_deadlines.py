@@ -213,3 +213,37 @@ def test_speed_counts_cpu_time_unless_the_request_waited() -> None:
     assert work_s({"by": "zygote", "cpu_s": None, "wall_s": 0.050}) == 0.050
     with pytest.raises(ValueError):
         work_s({"cpu_s": 0.01, "wall_s": 0.01})  # not measured by a zygote: never used
+
+
+class _Timed:
+    """A fake worker whose requests "cost" the next ratio's worth of CPU, as a zygote would say."""
+
+    def __init__(self, costs: list[float]) -> None:
+        self.costs, self.calls = list(costs), 0
+
+    def __call__(self, inputs: object) -> int:
+        self.calls += 1
+        return 0
+
+    def last_cost(self) -> dict[str, object]:
+        cost = self.costs[min(self.calls - 1, len(self.costs) - 1)]
+        return {"by": "zygote", "cpu_s": cost, "wall_s": cost}
+
+
+@pytest.mark.parametrize(("student_costs", "rounds_timed"), [
+    ([1.0] * 30, 1 + 3),                               # clearly fast: warm-up and 3 rounds settle it
+    ([20.0] * 30, 1 + 3),                              # clearly slow (a loop): the same
+    ([1.0, 1.0, 1.0, 4.0] + [1.0] * 26, 1 + 7),        # one round near the factor: every round
+    ([3.0] * 30, 1 + 21),                              # at the factor: measured on, to 3 x rounds
+])
+def test_speed_rounds_stop_early_only_when_every_round_is_clear(student_costs: list[float],
+                                                                 rounds_timed: int) -> None:
+    """Three quiet rounds all at most half the factor (or all at least twice it) end the comparison;
+    anything less clear gets the usual rounds, and a ratio near the factor gets the most."""
+    from grader.timing import compare_speed
+
+    student, reference = _Timed(student_costs), _Timed([1.0] * 30)
+    result = compare_speed(student, reference, make_inputs=lambda i: i, check=lambda a, b: None, rounds=7,
+                           reference_impl=reference, student_impl=student, factor=3.0)
+    assert student.calls == rounds_timed
+    assert len(result.ratios) == rounds_timed - 1

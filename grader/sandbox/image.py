@@ -45,7 +45,7 @@ BASE_IMAGE = f"torch-grader-base:{DEBIAN_SUITE}"
 BASE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
 RUNNER_REPOSITORY = "torch-grader-runner"
 PYTHON_VERSION = "3.11"  # bookworm's python3; the wheels must match it
-WORKER_PACKAGES = ("torch", "torchvision", "numpy", "safetensors")  # what the worker imports; versions from the lock
+WORKER_PACKAGES = ("torch", "torchvision", "numpy", "safetensors", "onnx", "onnxscript", "onnxruntime")  # what the worker imports; versions from the lock
 LOCK_FILE = "requirements.lock"
 LABEL = "torch-grader"  # value: "base", "runner" or "build-stage"; workers use "worker"
 
