@@ -166,7 +166,8 @@ def _classify(student, spec, rng, fit: str, *, classes: int = 10, **extra: Any) 
     p.setdefault("num_classes", classes)
     res = student.probe("run_classification", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs,
                         seed=_seed(rng), **p)
-    checks.fail_on_probe_error(res, "run_image_classification")
+    hint = CLS_CLASSES if p["num_classes"] is None and "out of bounds" in str(res.get("error")) else None
+    checks.fail_on_probe_error(res, "run_image_classification", hint)
     return res, res["runs"], yv, ys
 
 
@@ -412,13 +413,17 @@ def test_sentiment_learns_negation(student, spec, rng):
     texts, labels = _corpus(rng, p["n_train"], p["negation"])
     eval_texts, eval_labels = _corpus(rng, p["n_eval"], p["negation"])
     res = student.probe("sentiment_fit", texts=texts, labels=labels, eval_texts=eval_texts, epochs=p["epochs"],
-                        seed=_seed(rng))
+                        seed=_seed(rng), singles=p["singles"])
     checks.fail_on_probe_error(res, "train_sentiment / predict_sentiment")
     got = _predictions(res["predictions"], len(eval_texts), "predict_sentiment")
+    checks.assert_true(res["predictions_again"] == got, Msg(
+        "predict_sentiment：同样的句子预测两次，结果不同", "predict_sentiment: the same sentences predicted twice gave "
+        "different labels"), SENT_EVAL)
+    alone = [s[0] if isinstance(s, list) and len(s) == 1 else None for s in res["singles"]]
     acc = sum(int(a == b) for a, b in zip(got, eval_labels)) / len(eval_labels)
     negated = [i for i, t in enumerate(eval_texts) if "not" in t.lower().split()]
     neg_acc = sum(int(got[i] == eval_labels[i]) for i in negated) / max(len(negated), 1)
-    hint = SENT_EVAL if res["predictions_again"] != got else SENT_NEGATION
+    hint = SENT_VOCAB if alone != got[:len(alone)] else SENT_NEGATION
     threshold = spec.param("sentiment_accuracy")
     checks.assert_at_least(acc, threshold, Msg(
         f"情感分类：留出句子上的准确率为 {acc:.3f}（含否定的句子 {neg_acc:.3f}），要求至少 {threshold:.2f}",
@@ -544,9 +549,9 @@ def test_gan_module_shapes(student, rng):
     checks.assert_finite(res["g_out"], "G(z)")
     checks.assert_finite(res["d_far"], "D(x)")
     d_far = res["d_far"]
-    checks.assert_true(not bool(((d_far > 0) & (d_far < 1)).all()), Msg(
-        "D(x)：对相距很远的输入（-1000 到 1000），输出始终在 (0, 1) 之内，像是概率而不是 logits",
-        "D(x): for inputs far apart (-1000 to 1000) every output stays inside (0, 1): probabilities, not logits"),
+    checks.assert_true(not bool(((d_far >= 0) & (d_far <= 1)).all()), Msg(
+        "D(x)：对相距很远的输入（-1000 到 1000），输出始终在 [0, 1] 之内，像是概率而不是 logits",
+        "D(x): for inputs far apart (-1000 to 1000) every output stays within [0, 1]: probabilities, not logits"),
         GAN_LOGITS)
 
 
@@ -570,8 +575,8 @@ def test_gan_learns_the_target(student, spec, rng):
     and a spread of the right size."""
     p = spec.param("gan_fit")
     z = torch.randn(p["samples"], 4, generator=rng)
-    res = student.probe("gan_fit", steps=p["steps"], batch=p["batch"], lr=p["lr"], mean=p["mean"], std=p["std"],
-                        seed=_seed(rng), z=z)
+    res = student.probe("gan_fit", steps=p["steps"], batch=p["batch"], lr=p["lr"], final_lr_factor=p["final_lr_factor"],
+                        mean=p["mean"], std=p["std"], seed=_seed(rng), z=z)
     checks.fail_on_probe_error(res, "gan_step")
     samples = res["samples"]
     checks.assert_shape(samples, (p["samples"], 1), "G(z)", GAN_SHAPES)
@@ -596,15 +601,23 @@ def _boxes(rng: torch.Generator, n: int, dtype=torch.float32, spread: float = 10
     return torch.cat([xy, xy + wh], dim=1).to(dtype)
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     wh = torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2])
-    if clamp:
-        wh = wh.clamp(min=0)
+    wh = wh.clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = area_a[:, None] + area_b[None, :] - inter
     return torch.where(union > 0, inter / union.where(union > 0, torch.ones_like(union)), torch.zeros_like(union))
+
+
+def _positive_when_apart(got: Any, a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``got`` is positive for a pair of boxes apart in both x and y (the unclamped
+    intersection's symptom: two negative sides multiply to a positive area)."""
+    apart = ((torch.minimum(a[:, None, 2], b[None, :, 2]) < torch.maximum(a[:, None, 0], b[None, :, 0]))
+             & (torch.minimum(a[:, None, 3], b[None, :, 3]) < torch.maximum(a[:, None, 1], b[None, :, 1])))
+    return isinstance(got, torch.Tensor) and got.shape == apart.shape and bool(apart.any()) and \
+        bool((got[apart].abs() > 1e-6).any())
 
 
 def _nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, order: torch.Tensor | None = None) -> list[int]:
@@ -668,9 +681,7 @@ def test_box_iou_matches_torchvision(student, rng):
         want = ops.box_iou(a, b) if ops is not None else _iou(a.double(), b.double()).to(dtype)
         what = f"box_iou(a[{n}, 4], b[{m}, 4], {str(dtype).removeprefix('torch.')})"
         got = checks.call_or_fail(lambda: student.box_iou(a, b), what)
-        unclamped = _iou(a.double(), b.double(), clamp=False).to(dtype)
-        hint = IOU_CLAMP if isinstance(got, torch.Tensor) and got.shape == unclamped.shape and \
-            torch.allclose(got, unclamped, atol=1e-5) else IOU_FORMULA
+        hint = IOU_CLAMP if _positive_when_apart(got, a, b) else IOU_FORMULA
         checks.assert_close(got, want, what, hint=hint)
 
 
@@ -718,8 +729,9 @@ def test_detection_edge_cases(student, rng):
     pts = torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 5.0], [0.0, 0.0, 3.0, 3.0], [0.0, 0.0, 3.0, 3.0]])
     got = checks.call_or_fail(lambda: student.box_iou(pts, pts), "box_iou(zero-area and identical boxes)")
     checks.assert_finite(got, "box_iou(zero-area boxes)", IOU_ZERO_UNION)
+    hint = IOU_CLAMP if _positive_when_apart(got, pts, pts) else IOU_ZERO_UNION
     checks.assert_close(got, _iou(pts.double(), pts.double()).float(), "box_iou(zero-area and identical boxes)",
-                        hint=IOU_ZERO_UNION)
+                        hint=hint)
     far = torch.tensor([[10.0, 10.0, 11.0, 11.0]])
     near = torch.tensor([[0.0, 0.0, 1.0, 2.0]])
     got = checks.call_or_fail(lambda: student.box_iou(far, near), "box_iou(boxes apart in x and y)")
@@ -731,8 +743,9 @@ def test_detection_edge_cases(student, rng):
     boxes[5] = boxes[2]
     scores = torch.randperm(12, generator=rng).float() + 0.5
     got = checks.call_or_fail(lambda: student.nms(boxes, scores, 1.0), "nms(boxes, scores, 1.0)")
-    checks.assert_equal(checks.assert_tensor(got, "nms(boxes, scores, 1.0)").tolist(),
-                        scores.argsort(descending=True).tolist(), "nms(boxes, scores, 1.0)", NMS_SORT)
+    got_list, by_score = checks.assert_tensor(got, "nms(boxes, scores, 1.0)").tolist(), scores.argsort(descending=True)
+    in_order = all(scores[i] >= scores[j] for i, j in zip(got_list, got_list[1:]))
+    checks.assert_equal(got_list, by_score.tolist(), "nms(boxes, scores, 1.0)", NMS_RULE if in_order else NMS_SORT)
     got = checks.call_or_fail(lambda: student.nms(empty, torch.zeros(0), 0.5), "nms(boxes[0, 4], scores[0], 0.5)")
     checks.assert_shape(got, (0,), "nms(boxes[0, 4], scores[0], 0.5)", NMS_RULE)
     checks.assert_dtype(got, torch.int64, "nms(boxes[0, 4], scores[0], 0.5)", NMS_RULE)
@@ -751,7 +764,7 @@ def test_detection_edge_cases(student, rng):
 
 @graded(task="box_iou", kind="speed", points=1, visibility="hidden")
 def test_box_iou_speed(student, reference_worker, spec, rng):
-    """box_iou of 500 x 500 boxes costs at most a few times the reference's broadcast computation."""
+    """box_iou of 80 x 80 boxes costs at most a few times the reference's broadcast computation."""
     n, m = spec.param("iou_speed_sizes")
     factor = spec.param("speed_factor")
     result = compare_probe_speed(student, reference_worker, "repeat_box_iou", [{"randn": [n, 4]}, {"randn": [m, 4]}],

@@ -266,12 +266,16 @@ def gan_modules(impl: ModuleType, latent_dim: int, hidden: int, out_dim: int, z:
 
 
 @probe
-def gan_fit(impl: ModuleType, steps: int, batch: int, lr: float, mean: float, std: float, seed: int,
-            z: torch.Tensor) -> dict[str, Any]:
+def gan_fit(impl: ModuleType, steps: int, batch: int, lr: float, final_lr_factor: float, mean: float, std: float,
+            seed: int, z: torch.Tensor) -> dict[str, Any]:
     """Train the submission's default ``Generator()`` and ``Discriminator()`` with ``gan_step`` and
     this file's Adam (``betas=(0.5, 0.999)``) for ``steps`` steps on real batches from
     N(``mean``, ``std``²) (seeded; the target is no secret), then ``G(z)`` in eval mode on the noise
     the grader sent. The grader measures the samples' mean and spread itself.
+
+    Both learning rates fall linearly from ``lr`` to ``lr * final_lr_factor`` over the run: a GAN
+    circles around its equilibrium, and a smaller step at the end damps the circling, so that where
+    the run stops matters less (the thresholds hold for other reasonable architectures too).
     """
     result: dict[str, Any] = {"error": None}
     with observe_errors(result, "error", impl):
@@ -281,7 +285,10 @@ def gan_fit(impl: ModuleType, steps: int, batch: int, lr: float, mean: float, st
         opt_D = _ADAM(D.parameters(), lr=lr, betas=(0.5, 0.999))
         g = torch.Generator().manual_seed(seed + 1)
         losses = []
-        for _ in range(steps):
+        for step in range(steps):
+            for opt in (opt_G, opt_D):
+                for group in opt.param_groups:
+                    group["lr"] = lr * (1 - (1 - final_lr_factor) * step / max(steps - 1, 1))
             real = mean + std * _randn(batch, 1, generator=g)
             losses.append(plain(impl.gan_step(G, D, real, opt_G, opt_D, z.shape[1], generator=g)))
         result["losses"] = losses[:: max(1, steps // 50)]
