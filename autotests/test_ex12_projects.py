@@ -37,16 +37,16 @@ CLS_RETURN = Msg("应返回字典 `{\"model\": ..., \"best_acc\": float, \"histo
                  "\"lr\": [...]}}, all three lists of length epochs")
 CLS_EVAL = Msg("返回前调用 `model.eval()`：返回的模型应处于 eval 模式", "Call model.eval() before returning: the model "
                "you return must be in eval mode")
-CLS_BEST = Msg("返回的不是最佳模型：记下验证准确率最高的 epoch 的 `state_dict()`（`copy.deepcopy`），训练结束后载回",
+CLS_BEST = Msg("返回的不是最佳模型：记下验证准确率最高的那一轮的 `state_dict()`（`copy.deepcopy`），训练结束后载回",
                "The model returned is not the best one: keep a copy (copy.deepcopy) of the state_dict() of the epoch with "
                "the best validation accuracy and load it back at the end")
 CLS_VAL_AUG = Msg("验证集不应做随机增强：验证时直接用原图，在 `model.eval()` 与 `torch.no_grad()` 下计算准确率",
                   "No augmentation on validation: validate on the images as they are, under model.eval() and "
                   "torch.no_grad()")
-CLS_SCHEDULER = Msg("StepLR 应每个 epoch 调用一次：`scheduler.step()` 放在批次循环之外（每个 epoch 结束时）",
+CLS_SCHEDULER = Msg("`StepLR` 应每轮调用一次：`scheduler.step()` 放在批次循环之外（每轮训练结束时）",
                     "Step the scheduler per epoch: scheduler.step() goes outside the batch loop (at the end of each "
                     "epoch)")
-CLS_VAL_ONCE = Msg("每个 epoch 只完整读取验证集一次（验证时），其他时候不要读取它",
+CLS_VAL_ONCE = Msg("每轮只完整读取验证集一次（验证时），其他时候不要读取它",
                    "Read the validation set in full exactly once per epoch (to validate) and at no other time")
 CLS_SEED = Msg("开头调用 `torch.manual_seed(seed)`，打乱与增强的随机数都由 `seed` 决定（例如 "
                "`torch.Generator().manual_seed(seed)`），不要用未设种子的随机数",
@@ -68,7 +68,7 @@ SENT_LAYERS = Msg("需要 `nn.Embedding(vocab_size, embed_dim, padding_idx=pad_i
 SENT_VOCAB = Msg("预测时必须复用训练词表：同一个句子单独预测与和别的句子一起预测，结果应相同（不要根据 `texts` "
                  "重新建词表）", "Reuse the training vocab: a sentence must get the same prediction alone as together "
                  "with other sentences (never build a vocabulary from texts)")
-SENT_EVAL = Msg("预测前 `model.eval()`：两次预测同样的句子得到了不同结果（dropout 仍在起作用）",
+SENT_EVAL = Msg("预测前 `model.eval()`：两次预测同样的句子得到了不同结果（`Dropout` 仍在起作用）",
                 "Call eval() before predicting: predicting the same sentences twice gave different results (dropout "
                 "was still active)")
 SENT_EMPTY = Msg("空文本长度至少为 1（或全部为 PAD 时单独处理）：`pack_padded_sequence` 不接受长度 0",
@@ -83,7 +83,7 @@ GAN_SHAPES = Msg("`Generator` 把 `(B, latent_dim)` 映射到 `(B, out_dim)`，`
                  "`(B, 1)`；批大小为 1 时在 train 模式下也要能运行（不要用 `BatchNorm1d`）",
                  "Generator maps (B, latent_dim) to (B, out_dim), Discriminator maps (B, in_dim) to (B, 1); both run on a "
                  "batch of 1 in train mode (no BatchNorm1d)")
-GAN_LOGITS = Msg("判别器输出 logits，不要再接 Sigmoid：`F.binary_cross_entropy_with_logits` 自己会做 sigmoid",
+GAN_LOGITS = Msg("判别器输出 `logits`，不要再接 `Sigmoid`：`F.binary_cross_entropy_with_logits` 自己会做 `sigmoid`",
                  "Output logits: no Sigmoid at the end of the discriminator, F.binary_cross_entropy_with_logits applies "
                  "the sigmoid itself")
 GAN_DETACH = Msg("判别器步骤把梯度传到了生成器：假样本需 `detach()`（`D(fake.detach())`）",
@@ -218,7 +218,7 @@ def _check_best(run: dict, y_val: torch.Tensor, what: str, hint: Msg | None = No
     if hint is None:
         hint = CLS_BEST if abs(measured - history[-1]) <= 1.0 / n + 1e-9 else CLS_VAL_AUG
     checks.fail(Msg(f"{what}：返回的模型在验证图像上的准确率（评分程序计算）为 {measured:.4f}，而报告的 `best_acc` 为 "
-                    f"{best:.4f}（各 epoch：{[round(v, 4) for v in history]}）",
+                    f"{best:.4f}（各轮：{[round(v, 4) for v in history]}）",
                     f"{what}: the model returned scores {measured:.4f} on the validation images (computed by the grader), "
                     f"but best_acc is reported as {best:.4f} (per epoch: {[round(v, 4) for v in history]})"), hint)
 
@@ -295,7 +295,7 @@ def test_classification_keeps_the_best_epoch(student, spec, rng):
         f"{p['epochs']} x {p['n_val']}"), CLS_VAL_ONCE)
     # The first epoch is the best (its accuracy on the true labels is far above any later epoch's on the
     # rotated ones), so the model returned must score best_acc on the true labels, computed here.
-    _check_best(run, y_val, "run_image_classification(val labels rotated after epoch 1)", CLS_BEST)
+    _check_best(run, y_val, "run_image_classification(val_set=labels_rotated_after_first_pass)", CLS_BEST)
 
 
 @graded(task="run_image_classification", kind="accuracy", points=2, visibility="hidden")
@@ -366,7 +366,7 @@ def _sentiment_layout(rng: torch.Generator, vocab: int, b: int, t: int) -> tuple
     return tokens, lengths
 
 
-@graded(task="SentimentClassifier", kind="shape", points=1, visibility="public")
+@graded(task="train_sentiment", kind="shape", points=1, visibility="public")
 def test_sentiment_classifier_shapes_and_padding(student, rng):
     """(B, num_classes) float32 logits that do not depend on padding: extra PAD columns, or a row on
     its own, give the same eval-mode logits."""
@@ -378,13 +378,13 @@ def test_sentiment_classifier_shapes_and_padding(student, rng):
     checks.assert_shape(res["logits"], (6, 3), what)
     checks.assert_dtype(res["logits"], torch.float32, what)
     checks.assert_finite(res["logits"], what)
-    checks.assert_close(res["logits_padded"], res["logits"], f"{what}, 3 more PAD columns (eval)", hint=SENT_PAD,
+    checks.assert_close(res["logits_padded"], res["logits"], f"{what}.eval()(tokens_with_3_more_pad, lengths)", hint=SENT_PAD,
                         atol=1e-5, rtol=1e-4)
     rows = torch.cat([checks.assert_tensor(r, what) for r in res["logits_rows"]])
-    checks.assert_close(rows, res["logits"], f"{what}, each row alone (eval)", hint=SENT_PAD, atol=1e-5, rtol=1e-4)
+    checks.assert_close(rows, res["logits"], f"{what}.eval()(tokens[b:b+1], lengths[b:b+1])", hint=SENT_PAD, atol=1e-5, rtol=1e-4)
 
 
-@graded(task="SentimentClassifier", kind="gradient", points=1, visibility="public")
+@graded(task="train_sentiment", kind="gradient", points=1, visibility="public")
 def test_sentiment_classifier_gradients(student, rng):
     """In train mode the gradient of the logits reaches every parameter, and the PAD row of the
     embedding gets none (padding_idx)."""
@@ -405,7 +405,7 @@ def test_sentiment_classifier_gradients(student, rng):
             f"{name} got a gradient"), SENT_LAYERS)
 
 
-@graded(task="SentimentClassifier", kind="accuracy", points=3, visibility="public")
+@graded(task="train_sentiment", kind="accuracy", points=3, visibility="public")
 def test_sentiment_learns_negation(student, spec, rng):
     """Trained on a synthetic corpus (20% of sentences negated), the classifier labels held-out
     sentences (labels kept here) above the threshold; the model is handed to predict in train mode."""
@@ -431,7 +431,7 @@ def test_sentiment_learns_negation(student, spec, rng):
         "required"), hint=hint)
 
 
-@graded(task="SentimentClassifier", kind="accuracy", points=2, visibility="hidden")
+@graded(task="train_sentiment", kind="accuracy", points=2, visibility="hidden")
 def test_sentiment_predictions_are_stable(student, spec, rng):
     """Predictions are deterministic (eval mode), do not depend on the other sentences of the call
     (the training vocabulary, packing), and an empty text, a blank one and one of unknown words get a
@@ -533,7 +533,7 @@ def _check_gan_replay(student, rng, batch: int, steps: int, use_generator: bool)
         checks.assert_number_close(losses[1], want["losses"][k][1], f"{step}: g_loss", atol=1e-8, hint=GAN_LOSSES)
 
 
-@graded(task="Generator", kind="shape", points=1, visibility="public")
+@graded(task="gan_step", kind="shape", points=1, visibility="public")
 def test_gan_module_shapes(student, rng):
     """Generator: (B, latent_dim) -> (B, out_dim); Discriminator: (B, in_dim) -> (B, 1) logits (not
     confined to (0, 1)); both run on a batch of 1 in train mode."""
@@ -544,8 +544,8 @@ def test_gan_module_shapes(student, rng):
     checks.fail_on_probe_error(res, what, GAN_SHAPES)
     checks.assert_shape(res["g_out"], (9, 2), "G(z[9, 3])", GAN_SHAPES)
     checks.assert_shape(res["d_out"], (9, 1), "D(x[9, 2])", GAN_SHAPES)
-    checks.assert_shape(res["g_one"], (1, 2), "G(z[1, 3]) (train mode)", GAN_SHAPES)
-    checks.assert_shape(res["d_one"], (1, 1), "D(x[1, 2]) (train mode)", GAN_SHAPES)
+    checks.assert_shape(res["g_one"], (1, 2), "G.train()(z[1, 3])", GAN_SHAPES)
+    checks.assert_shape(res["d_one"], (1, 1), "D.train()(x[1, 2])", GAN_SHAPES)
     checks.assert_finite(res["g_out"], "G(z)")
     checks.assert_finite(res["d_far"], "D(x)")
     d_far = res["d_far"]
@@ -555,21 +555,21 @@ def test_gan_module_shapes(student, rng):
         GAN_LOGITS)
 
 
-@graded(task="Generator", kind="gradient", points=3, visibility="public")
+@graded(task="gan_step", kind="gradient", points=3, visibility="public")
 def test_gan_step_updates(student, rng):
     """Two steps of gan_step with the grader's float64 modules and SGD equal a float64 replay of the
     contract: the D step on detached fakes, then the G step through the updated D, D untouched by it."""
     _check_gan_replay(student, rng, batch=16, steps=2, use_generator=True)
 
 
-@graded(task="Generator", kind="gradient", points=1, visibility="hidden")
+@graded(task="gan_step", kind="gradient", points=1, visibility="hidden")
 def test_gan_step_batch_one_global_generator(student, rng):
     """A batch of one sample and generator=None (the global generator, seeded by the probe) still
     follow the replay."""
     _check_gan_replay(student, rng, batch=1, steps=2, use_generator=False)
 
 
-@graded(task="Generator", kind="accuracy", points=3, visibility="public")
+@graded(task="gan_step", kind="accuracy", points=3, visibility="public")
 def test_gan_learns_the_target(student, spec, rng):
     """After a short training run the generator's samples (on noise drawn here) have the target's mean
     and a spread of the right size."""
@@ -641,7 +641,7 @@ def _torchvision_ops():
     return ops
 
 
-@graded(task="box_iou", kind="shape", points=1, visibility="public")
+@graded(task="nms", kind="shape", points=1, visibility="public")
 def test_detection_shapes_and_dtypes(student, rng):
     """box_iou gives (N, M) in the inputs' dtype; nms gives int64 indices; filter_detections keeps the
     three keys with equal lengths and dtypes."""
@@ -655,7 +655,7 @@ def test_detection_shapes_and_dtypes(student, rng):
     kept = checks.call_or_fail(lambda: student.nms(a, scores, 0.5), "nms(boxes[5, 4], scores[5], 0.5)")
     checks.assert_tensor(kept, "nms(boxes[5, 4], scores[5], 0.5)")
     checks.assert_dtype(kept, torch.int64, "nms(boxes[5, 4], scores[5], 0.5)", NMS_RULE)
-    checks.assert_true(kept.dim() == 1, Msg(f"nms：应返回一维下标张量，实际形状为 {list(kept.shape)}",
+    checks.assert_true(kept.dim() == 1, Msg(f"`nms`：应返回一维下标张量，实际形状为 {list(kept.shape)}",
                                             f"nms: expected a 1-D tensor of indices, got shape {list(kept.shape)}"),
                        NMS_RULE)
     pred = {"boxes": a, "labels": torch.randint(1, 5, (5,), generator=rng), "scores": scores}
@@ -671,7 +671,7 @@ def test_detection_shapes_and_dtypes(student, rng):
     checks.assert_dtype(got["labels"], torch.int64, "filter_detections(pred, 0.4)[\"labels\"]", FILTER_MASK)
 
 
-@graded(task="box_iou", kind="accuracy", points=2, visibility="public")
+@graded(task="nms", kind="accuracy", points=2, visibility="public")
 def test_box_iou_matches_torchvision(student, rng):
     """box_iou equals torchvision.ops.box_iou (or a float64 computation here) on random boxes, many
     of them disjoint in both directions."""
@@ -685,7 +685,7 @@ def test_box_iou_matches_torchvision(student, rng):
         checks.assert_close(got, want, what, hint=hint)
 
 
-@graded(task="box_iou", kind="gradient", points=1, visibility="public")
+@graded(task="nms", kind="gradient", points=1, visibility="public")
 def test_box_iou_gradcheck(student, rng):
     """box_iou is differentiable in both inputs (float64 gradcheck on overlapping, non-degenerate boxes)."""
     a = _boxes(rng, 4, torch.float64, spread=3.0)
@@ -693,7 +693,7 @@ def test_box_iou_gradcheck(student, rng):
     checks.assert_gradcheck(student, "box_iou", (a, b), wrt=(0, 1), generator=rng, hint=IOU_FORMULA)
 
 
-@graded(task="box_iou", kind="accuracy", points=2, visibility="public")
+@graded(task="nms", kind="accuracy", points=2, visibility="public")
 def test_nms_and_filter_match(student, rng):
     """nms keeps the same boxes, in the same order, as torchvision.ops.nms (distinct scores; three
     thresholds); filter_detections keeps the detections scoring above the threshold, in all fields."""
@@ -722,20 +722,20 @@ def test_nms_and_filter_match(student, rng):
         checks.assert_close(got[key], pred[key][keep], f"filter_detections(pred, 0.55)[\"{key}\"]", hint=FILTER_MASK)
 
 
-@graded(task="box_iou", kind="accuracy", points=2, visibility="hidden")
+@graded(task="nms", kind="accuracy", points=2, visibility="hidden")
 def test_detection_edge_cases(student, rng):
     """Zero-area boxes give IoU 0 (no NaN), identical boxes 1; threshold 1.0 keeps every box in score
     order; no boxes give empty results of the right dtype and shape."""
     pts = torch.tensor([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 5.0], [0.0, 0.0, 3.0, 3.0], [0.0, 0.0, 3.0, 3.0]])
-    got = checks.call_or_fail(lambda: student.box_iou(pts, pts), "box_iou(zero-area and identical boxes)")
-    checks.assert_finite(got, "box_iou(zero-area boxes)", IOU_ZERO_UNION)
+    got = checks.call_or_fail(lambda: student.box_iou(pts, pts), "box_iou(zero_area_and_identical, zero_area_and_identical)")
+    checks.assert_finite(got, "box_iou(zero_area_and_identical, zero_area_and_identical)", IOU_ZERO_UNION)
     hint = IOU_CLAMP if _positive_when_apart(got, pts, pts) else IOU_ZERO_UNION
-    checks.assert_close(got, _iou(pts.double(), pts.double()).float(), "box_iou(zero-area and identical boxes)",
+    checks.assert_close(got, _iou(pts.double(), pts.double()).float(), "box_iou(zero_area_and_identical, zero_area_and_identical)",
                         hint=hint)
     far = torch.tensor([[10.0, 10.0, 11.0, 11.0]])
     near = torch.tensor([[0.0, 0.0, 1.0, 2.0]])
-    got = checks.call_or_fail(lambda: student.box_iou(far, near), "box_iou(boxes apart in x and y)")
-    checks.assert_close(got, torch.zeros(1, 1), "box_iou(boxes apart in x and y)", hint=IOU_CLAMP)
+    got = checks.call_or_fail(lambda: student.box_iou(far, near), "box_iou(far, near)")
+    checks.assert_close(got, torch.zeros(1, 1), "box_iou(far, near)", hint=IOU_CLAMP)
     empty = torch.zeros(0, 4)
     got = checks.call_or_fail(lambda: student.box_iou(empty, pts), "box_iou(a[0, 4], b[4, 4])")
     checks.assert_shape(got, (0, 4), "box_iou(a[0, 4], b[4, 4])")
@@ -762,11 +762,11 @@ def test_detection_edge_cases(student, rng):
         checks.assert_shape(got["scores"], (0,), f"{what}[\"scores\"]", FILTER_MASK)
 
 
-@graded(task="box_iou", kind="speed", points=1, visibility="hidden")
+@graded(task="nms", kind="speed", points=1, visibility="hidden")
 def test_box_iou_speed(student, reference_worker, spec, rng):
-    """box_iou of 80 x 80 boxes costs at most a few times the reference's broadcast computation."""
+    """box_iou of 150 x 150 boxes costs at most a few times the reference's broadcast computation."""
     n, m = spec.param("iou_speed_sizes")
-    factor = spec.param("speed_factor")
+    factor = spec.param("iou_speed_factor")
     result = compare_probe_speed(student, reference_worker, "repeat_box_iou", [{"randn": [n, 4]}, {"randn": [m, 4]}],
                                  rng, rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
                                  factor=factor)
