@@ -58,9 +58,9 @@ def run_image_classification(train_set: Dataset, val_set: Dataset, num_classes: 
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
-            scheduler.step()
             total_loss += loss.item() * x.shape[0]
             n += x.shape[0]
+        scheduler.step()
         history["train_loss"].append(total_loss / n)
         model.eval()
         correct = 0
@@ -101,7 +101,7 @@ def _encode(texts, vocab, max_len=None):
         if max_len is not None:
             ids = ids[:max_len]
         seqs.append(ids)
-    lengths = [max(1, len(s)) for s in seqs]
+    lengths = [len(s) for s in seqs]
     tokens = torch.full((len(seqs), max(lengths)), vocab["<pad>"], dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
