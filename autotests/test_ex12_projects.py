@@ -602,13 +602,12 @@ def _boxes(rng: torch.Generator, n: int, dtype=torch.float32, spread: float = 10
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    wh = torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2])
-    wh = wh.clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.where(union > 0, torch.ones_like(union)), torch.zeros_like(union))
+    """IoU here in the inputs' dtype (float64 in the tests), 0 where the union is 0."""
+    sides_a, sides_b = a[:, 2:] - a[:, :2], b[:, 2:] - b[:, :2]
+    overlap = (torch.minimum(a[:, None, 2:], b[None, :, 2:]) - torch.maximum(a[:, None, :2], b[None, :, :2])).clamp(min=0)
+    common = overlap.prod(dim=-1)
+    total = sides_a.prod(dim=-1)[:, None] + sides_b.prod(dim=-1)[None, :] - common
+    return torch.where(total > 0, common / total.where(total > 0, torch.ones_like(total)), torch.zeros_like(total))
 
 
 def _positive_when_apart(got: Any, a: torch.Tensor, b: torch.Tensor) -> bool:

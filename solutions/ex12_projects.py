@@ -11,19 +11,19 @@ from torch.utils.data import DataLoader, Dataset
 
 
 # -- T12.1 image classification, end to end -------------------------------------------------------------
-class DigitsCNN(nn.Module):
+class _DigitsCNN(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.features = nn.Sequential(
+        self.trunk = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(self.trunk(x))
 
 
-def random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _random_shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     b, _, h, w = x.shape
     padded = F.pad(x, (1, 1, 1, 1))
     dy = torch.randint(0, 3, (b,), generator=generator)
@@ -50,7 +50,7 @@ def run_image_classification(train_set: Dataset, val_set: Dataset, num_classes: 
     generator = torch.Generator().manual_seed(seed)
     if num_classes is None:
         num_classes = int(max(int(train_set[i][1]) for i in range(len(train_set)))) + 1
-    model = DigitsCNN(num_classes)
+    model = _DigitsCNN(num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 2), gamma=0.5)
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator)
@@ -63,7 +63,7 @@ def run_image_classification(train_set: Dataset, val_set: Dataset, num_classes: 
         total, seen = 0.0, 0
         for x, y in train_loader:
             if augment:
-                x = random_shift(x, generator)
+                x = _random_shift(x, generator)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
@@ -85,7 +85,7 @@ def run_image_classification(train_set: Dataset, val_set: Dataset, num_classes: 
 PAD, UNK = "<pad>", "<unk>"
 
 
-def tokenize(text: str) -> list[str]:
+def _tokenize(text: str) -> list[str]:
     return text.lower().split()
 
 
@@ -106,9 +106,9 @@ class SentimentClassifier(nn.Module):
         return self.fc(self.dropout(features))
 
 
-def encode_batch(vocab: dict[str, int], texts: list[str], max_len: int | None = None
+def _encode_batch(vocab: dict[str, int], texts: list[str], max_len: int | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [[vocab.get(w, vocab[UNK]) for w in tokenize(t)][:max_len] for t in texts]
+    ids = [[vocab.get(w, vocab[UNK]) for w in _tokenize(t)][:max_len] for t in texts]
     lengths = torch.tensor([max(len(s), 1) for s in ids], dtype=torch.long)
     tokens = torch.full((len(ids), int(lengths.max()) if ids else 1), vocab[PAD], dtype=torch.long)
     for i, s in enumerate(ids):
@@ -123,7 +123,7 @@ def train_sentiment(texts: list[str], labels: list[int], epochs: int = 10, max_l
     generator = torch.Generator().manual_seed(seed)
     vocab = {PAD: 0, UNK: 1}
     for text in texts:
-        for word in tokenize(text):
+        for word in _tokenize(text):
             vocab.setdefault(word, len(vocab))
     model = SentimentClassifier(len(vocab), 32, 32, num_classes=2, dropout=0.5, pad_idx=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -133,9 +133,9 @@ def train_sentiment(texts: list[str], labels: list[int], epochs: int = 10, max_l
         model.train()
         order = torch.randperm(len(texts), generator=generator)
         for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            tokens, lengths = encode_batch(vocab, [texts[i] for i in idx], max_len)
-            loss = F.cross_entropy(model(tokens, lengths), y[idx])
+            chosen = order[start:start + batch_size]
+            tokens, lengths = _encode_batch(vocab, [texts[i] for i in chosen], max_len)
+            loss = F.cross_entropy(model(tokens, lengths), y[chosen])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -147,7 +147,7 @@ def predict_sentiment(model: SentimentClassifier, vocab: dict[str, int], texts: 
     if not texts:
         return []
     model.eval()
-    tokens, lengths = encode_batch(vocab, texts)
+    tokens, lengths = _encode_batch(vocab, texts)
     with torch.no_grad():
         return model(tokens, lengths).argmax(dim=1).tolist()
 
