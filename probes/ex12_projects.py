@@ -221,7 +221,11 @@ def gan_replay(impl: ModuleType, g_state: dict[str, torch.Tensor], d_state: dict
     on D.
 
     What it trusts: the grader replays every step in float64 from the states it sent and compares the
-    states returned here; the optimizers' records only choose hints.
+    states returned here. One mistake leaves no trace in the states (fakes not detached, but the graph
+    kept with ``retain_graph=True``: ``opt_G.zero_grad()`` then clears what leaked into G), so the
+    record of G's gradients at ``opt_D.step()`` also fails a submission. It is an observation made next
+    to student code: forging it could only make a submission look like a correct one, and never changes
+    a state the replay checks.
     """
     result: dict[str, Any] = {"error": None, "losses": [], "g_states": [], "d_states": [], "d_log": [], "g_log": []}
     G = _Mlp(latent_dim, hidden, reals[0].shape[1]).double()
