@@ -235,11 +235,11 @@ def _fit_hint(run: dict, lr: float) -> Msg | None:
 # -- T12.1 image classification ---------------------------------------------------------------------------
 @graded(task="run_image_classification", kind="shape", points=1, visibility="public")
 def test_classification_returns_history_and_eval_model(student, spec, rng):
-    """The result is {"model", "best_acc", "history"}; the history has one entry per epoch; the model is
-    in eval mode and outputs (B, num_classes) logits."""
-    p = spec.param("cls_small")
-    _, runs, _, _ = _classify(student, spec, rng, "cls_small")
-    _check_run(runs[0], p["epochs"], p["n_val"], p["n_test"], 10, "run_image_classification")
+    """The result is {"model", "best_acc", "history"}; the history has one entry per epoch (8 with the
+    default arguments); the model is in eval mode and outputs (B, num_classes) logits."""
+    p = spec.param("cls_defaults")
+    _, runs, _, _ = _classify(student, spec, rng, "cls_defaults", defaults=True)
+    _check_run(runs[0], 8, p["n_val"], p["n_test"], 10, "run_image_classification(train_set, val_set, 10)")
 
 
 @graded(task="run_image_classification", kind="accuracy", points=2, visibility="public")
