@@ -52,6 +52,9 @@ CLS_SEED = Msg("开头调用 `torch.manual_seed(seed)`，打乱与增强的随�
                "`torch.Generator().manual_seed(seed)`），不要用未设种子的随机数",
                "Call torch.manual_seed(seed) first and draw the shuffles and augmentations from seed (e.g. "
                "torch.Generator().manual_seed(seed)); no unseeded randomness")
+CLS_AUGMENT = Msg("`augment=True` 时每个训练批次都要随机平移：水平和竖直方向各在 {-1, 0, +1} 像素中随机选，用 0 填充",
+                  "With augment=True every training batch is shifted at random: one of {-1, 0, +1} pixels horizontally "
+                  "and vertically, zero-padded")
 CLS_CLASSES = Msg("`num_classes=None` 时类别数取训练集标签的最大值 + 1，模型输出这么多个 logits",
                   "With num_classes=None the number of classes is the largest training label + 1, and the model outputs "
                   "that many logits")
@@ -185,6 +188,10 @@ def _check_run(run: dict, epochs: int, n_val: int, n_test: int, classes: int, wh
     checks.assert_true(ok, Msg(f"{what}：`history` 应含三个长度为 {epochs} 的数字列表，实际为 {history!r:.200}",
                                f"{what}: history must hold three lists of {epochs} numbers, got {history!r:.200}"),
                        CLS_RETURN)
+    checks.assert_true(all(v > 0 for v in history["train_loss"]), Msg(
+        f"{what}：`history[\"train_loss\"]` 中有不为正的值 {history['train_loss']}（交叉熵的平均总是正数）",
+        f"{what}: history[\"train_loss\"] holds values that are not positive, {history['train_loss']} (a mean "
+        "cross-entropy is always positive)"), CLS_RETURN)
     best = run.get("best_acc")
     checks.assert_true(isinstance(best, (int, float)) and not isinstance(best, bool) and 0 <= best <= 1, Msg(
         f"{what}：`best_acc` 应为 0 到 1 之间的 Python 数字，实际为 {best!r}",
@@ -270,15 +277,20 @@ def test_classification_learns_digits(student, spec, rng):
 
 @graded(task="run_image_classification", kind="accuracy", points=1, visibility="public")
 def test_classification_is_reproducible(student, spec, rng):
-    """Two calls with the same seed give the same history and the same model outputs."""
+    """Two calls with the same seed give the same history and the same model outputs; a third with
+    augment=False (same data and seed) trains differently, so the training batches were augmented."""
     p = spec.param("cls_small")
-    _, runs, _, _ = _classify(student, spec, rng, "cls_small", runs=2)
+    _, runs, _, _ = _classify(student, spec, rng, "cls_small", runs=3, last_without_augment=True)
     for run in runs:
         _check_run(run, p["epochs"], p["n_val"], p["n_test"], 10, "run_image_classification")
     same = runs[0]["history"] == runs[1]["history"] and torch.equal(runs[0]["test_logits"], runs[1]["test_logits"])
     checks.assert_true(same, Msg("run_image_classification：同一个 `seed` 调用两次，`history` 或模型的输出不同",
                                  "run_image_classification: two calls with the same seed gave a different history or "
                                  "different model outputs"), CLS_SEED)
+    checks.assert_true(not torch.equal(runs[0]["test_logits"], runs[2]["test_logits"]), Msg(
+        "run_image_classification：`augment=True` 与 `augment=False`（同样的数据和 `seed`）训练出的模型完全相同",
+        "run_image_classification: augment=True and augment=False (same data and seed) trained exactly the same model"),
+        CLS_AUGMENT)
 
 
 @graded(task="run_image_classification", kind="accuracy", points=2, visibility="hidden")
@@ -386,11 +398,11 @@ def test_sentiment_classifier_shapes_and_padding(student, rng):
 
 @graded(task="train_sentiment", kind="gradient", points=1, visibility="public")
 def test_sentiment_classifier_gradients(student, rng):
-    """In train mode the gradient of the logits reaches every parameter, and the PAD row of the
-    embedding gets none (padding_idx)."""
+    """Built with its defaults (two classes, dropout 0.5, PAD 0), in train mode the gradient of the
+    logits reaches every parameter, and the PAD row of the embedding gets none (padding_idx)."""
     tokens, lengths = _sentiment_layout(rng, 30, 5, 6)
-    res = student.probe("sentiment_forward", vocab_size=30, embed_dim=5, hidden_dim=4, num_classes=2, tokens=tokens,
-                        lengths=lengths, extra_pad=1, seed=_seed(rng), pad_idx=0)
+    res = student.probe("sentiment_forward", vocab_size=30, embed_dim=5, hidden_dim=4, num_classes=None, tokens=tokens,
+                        lengths=lengths, extra_pad=1, seed=_seed(rng))
     what = "SentimentClassifier(30, 5, 4)"
     checks.fail_on_probe_error(res, what, SENT_LAYERS)
     grads = res["grads"]

@@ -61,7 +61,8 @@ def _floats(values: Any) -> Any:
 def run_classification(impl: ModuleType, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
                        y_val: torch.Tensor, x_test: torch.Tensor, num_classes: int | None, epochs: int,
                        batch_size: int, lr: float, augment: bool, seed: int, val_subset: bool = False,
-                       rotate_val: bool = False, runs: int = 1, defaults: bool = False) -> dict[str, Any]:
+                       rotate_val: bool = False, runs: int = 1, defaults: bool = False,
+                       last_without_augment: bool = False) -> dict[str, Any]:
     """``run_image_classification`` ``runs`` times on datasets of this file's ``_Images``; for each
     run the returned model's logits on the validation images and the test images (the test labels
     never come here), its mode, and what it reported (``best_acc``, ``history``).
@@ -69,13 +70,16 @@ def run_classification(impl: ModuleType, x_train: torch.Tensor, y_train: torch.T
     With ``val_subset`` the validation set is a ``Subset`` of a larger ``_Images`` (the validation
     images preceded by the test images, in reverse order). With ``rotate_val`` its labels change after
     the first pass (see ``_Images``). With ``defaults`` only the datasets and ``num_classes`` are
-    passed (the other arguments keep the submission's defaults).
+    passed (the other arguments keep the submission's defaults). With ``last_without_augment`` the last
+    run has ``augment=False`` (same data, same seed).
 
     What it trusts: nothing the function returns except the model's outputs, which the grader scores
     against labels it kept; the reported numbers are returned for cross-checks only.
     """
     result: dict[str, Any] = {"error": None, "runs": []}
-    for _ in range(runs):
+    for k in range(runs):
+        if last_without_augment and k == runs - 1:
+            augment = False
         classes = int(y_train.max()) + 1
         if val_subset:
             pool = _Images(_cat([x_test.flip(0), x_val]), _cat([torch.zeros(len(x_test), dtype=torch.int64), y_val]),
@@ -115,12 +119,12 @@ def run_classification(impl: ModuleType, x_train: torch.Tensor, y_train: torch.T
 
 # -- T12.2 sentiment ------------------------------------------------------------------------------------------
 @probe
-def sentiment_forward(impl: ModuleType, vocab_size: int, embed_dim: int, hidden_dim: int, num_classes: int,
-                      tokens: torch.Tensor, lengths: torch.Tensor, extra_pad: int, seed: int,
-                      pad_idx: int = 0) -> dict[str, Any]:
+def sentiment_forward(impl: ModuleType, vocab_size: int, embed_dim: int, hidden_dim: int, num_classes: int | None,
+                      tokens: torch.Tensor, lengths: torch.Tensor, extra_pad: int, seed: int) -> dict[str, Any]:
     """A seeded ``SentimentClassifier``: eval-mode logits of the batch, of the batch with ``extra_pad``
     more PAD columns, of each row alone (cut to its length); then, in train mode, the gradient of
-    ``logits.sum()`` on every parameter.
+    ``logits.sum()`` on every parameter. With ``num_classes=None`` the module is built with its defaults
+    (``num_classes=2, dropout=0.5, pad_idx=0``).
 
     What it trusts: the logits and gradients are the module's outputs; the grader compares them with
     each other and checks shapes and finiteness.
@@ -128,8 +132,12 @@ def sentiment_forward(impl: ModuleType, vocab_size: int, embed_dim: int, hidden_
     result: dict[str, Any] = {"error": None}
     with observe_errors(result, "error", impl):
         _manual_seed(seed)
-        model = impl.SentimentClassifier(vocab_size, embed_dim, hidden_dim, num_classes=num_classes, dropout=0.5,
-                                         pad_idx=pad_idx)
+        if num_classes is None:
+            model = impl.SentimentClassifier(vocab_size, embed_dim, hidden_dim)
+        else:
+            model = impl.SentimentClassifier(vocab_size, embed_dim, hidden_dim, num_classes=num_classes, dropout=0.5,
+                                             pad_idx=0)
+        pad_idx = 0
         model.eval()
         with _NO_GRAD():
             result["logits"] = model(tokens, lengths)
