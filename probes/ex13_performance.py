@@ -36,10 +36,8 @@ from .common import _Projections, describe_error, plain
 
 # Taken at import, before any student module: defence in depth only (see each probe's "What it trusts").
 _save = torch.save
-_export = torch.export.export
 _export_save = torch.export.save
 _export_load = torch.export.load
-_Dim = torch.export.Dim
 _no_grad = torch.no_grad
 _grad_enabled = torch.is_grad_enabled
 _cross_entropy = F.cross_entropy
@@ -343,28 +341,6 @@ def run_export(impl: ModuleType, kind: str, state: dict[str, torch.Tensor], exam
             return result
     model.train(train)
     program = _run(result, impl, lambda: impl.export_program(model, example, dynamic_batch))
-    if program is None:
-        return result
-    _round_trip(result, impl, program, inputs)
-    return result
-
-
-@probe
-def export_sign_branch(impl: ModuleType, state: dict[str, torch.Tensor], example: torch.Tensor,
-                       inputs: list[torch.Tensor]) -> dict[str, Any]:
-    """The student's ``SignBranch`` exported by this probe's own ``torch.export.export`` (dynamic batch),
-    round-tripped and run on ``inputs``: whether the branch survives export, apart from ``export_program``."""
-    result: dict[str, Any] = {"error": None, "load_error": None}
-    d, k = state["pos.weight"].shape[1], state["pos.weight"].shape[0]
-    model = _run(result, impl, lambda: impl.SignBranch(d, k))
-    if model is None:
-        return result
-    _run(result, impl, lambda: model.load_state_dict(state), "load_error")
-    if result["load_error"]:
-        return result
-    model.eval()
-    program = _run(result, impl, lambda: _export(model, (example,), dynamic_shapes=({0: _Dim("batch")},)),
-                   "export_error")
     if program is None:
         return result
     _round_trip(result, impl, program, inputs)
