@@ -45,10 +45,10 @@ CK_REENTRANT = Msg("请显式传入 `use_reentrant=False`：默认的重入式�
                    "并会发出 `use_reentrant` 警告",
                    "Pass use_reentrant=False explicitly: the default reentrant checkpoint gives the parameters no "
                    "gradient when the input does not require grad, and warns about use_reentrant")
-CK_SEGMENTS = Msg("forward 计数与分段数不符：每一段要单独 `checkpoint`，反向时按段从后往前各重算一次",
+CK_SEGMENTS = Msg("`forward` 计数与分段数不符：每一段要单独 `checkpoint`，反向时按段从后往前各重算一次",
                   "Segment count mismatch: checkpoint each segment on its own; backward recomputes the segments one "
                   "by one, last first")
-CK_INFERENCE = Msg("推理时不应使用 checkpoint：只在 `self.training` 且 `torch.is_grad_enabled()` 时重算",
+CK_INFERENCE = Msg("推理时不应使用 `checkpoint`：只在 `self.training` 且 `torch.is_grad_enabled()` 时重算",
                    "Skip checkpointing in inference: recompute only when self.training and torch.is_grad_enabled()")
 CK_LAYOUT = Msg("层的结构：`self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) ...)`，"
                 "层与层之间是 ReLU，最后一层之后没有激活",
@@ -73,7 +73,7 @@ Q_SIZE = Msg("`state_dict_nbytes` 是 `torch.save(model.state_dict(), buffer)` �
              "state_dict_nbytes is the number of bytes torch.save(model.state_dict(), buffer) writes into an io.BytesIO")
 Q_BATCH = Msg("量化后的模型要整批推理：不要逐个样本调用", "Run the quantized model on the whole batch: no per-sample loop")
 
-P_GLOBAL = Msg("应为全局剪枝：各层稀疏度可以不同，但总体等于 amount（`prune.global_unstructured` 与 `prune.L1Unstructured`）",
+P_GLOBAL = Msg("应为全局剪枝：各层稀疏度可以不同，但总体等于 `amount`（`prune.global_unstructured` 与 `prune.L1Unstructured`）",
                "Prune globally: layers may differ in sparsity but the total equals amount (prune.global_unstructured "
                "with prune.L1Unstructured)")
 P_SPARSITY = Msg("稀疏度应基于剪枝后的 `weight`（= `weight_orig * weight_mask`），不是 `weight_orig`",
@@ -105,19 +105,19 @@ E_SIGN = Msg("`SignBranch`：`x.sum() > 0` 时输出 `self.pos(x)`，否则输�
 A_AUTOCAST = Msg("请使用 `torch.amp.autocast(device_type, dtype=dtype)`：`torch.cuda.amp.autocast` 已弃用且只对 CUDA 有效，"
                  "在 CPU 上等于没有混合精度", "Use torch.amp.autocast(device_type, dtype=dtype): torch.cuda.amp.autocast "
                  "is deprecated and CUDA-only, so on the CPU nothing ran in low precision")
-A_CAST = Msg("autocast 只改变运算精度，不要把参数转成半精度（`.half()`/`.to(dtype)`）：参数必须仍是 float32",
+A_CAST = Msg("`autocast` 只改变运算精度，不要把参数转成半精度（`.half()`/`.to(dtype)`）：参数必须仍是 float32",
              "autocast changes the precision of operations only; don't cast params (.half() or .to(dtype)): they must "
              "stay float32")
-A_SCALER = Msg("有 scaler 时需 `scaler.scale(loss).backward()`、`scaler.step(optimizer)`、`scaler.update()`，"
-               "且 `backward` 在 autocast 块之外", "With a scaler use scaler.scale(loss).backward(), "
+A_SCALER = Msg("有 `scaler` 时需 `scaler.scale(loss).backward()`、`scaler.step(optimizer)`、`scaler.update()`，"
+               "且 `backward` 在 `autocast` 块之外", "With a scaler use scaler.scale(loss).backward(), "
                "scaler.step(optimizer), scaler.update(), with backward outside the autocast block")
-A_STEP = Msg("一步：`model.train()`，`optimizer.zero_grad()`，在 autocast 中前向并计算损失，之后 `backward`、`step`，"
+A_STEP = Msg("一步：`model.train()`，`optimizer.zero_grad()`，在 `autocast` 中前向并计算损失，之后 `backward`、`step`，"
              "返回 `loss.item()`", "One step: model.train(), optimizer.zero_grad(), forward and loss inside autocast, "
              "then backward and step outside it; return loss.item()")
 
 G_NONE_ZERO = Msg("None（未参与计算）与 0（梯度恰为零）含义不同：只有 `p.grad is None` 的参数算作没有梯度",
                   "None is not zero: only params whose p.grad is None got no gradient (a zero gradient is a gradient)")
-G_STALE = Msg("请先清空梯度再 backward：`model.zero_grad(set_to_none=True)`，否则上一步留下的梯度会被当成这一次的",
+G_STALE = Msg("请先清空梯度再 `backward`：`model.zero_grad(set_to_none=True)`，否则上一步留下的梯度会被当成这一次的",
               "Clear grads first with model.zero_grad(set_to_none=True): otherwise grads left from an earlier step "
               "count as this one's")
 G_FROZEN = Msg("冻结参数不在报告范围内：只看 `requires_grad=True` 的参数", "Report trainable params only "
@@ -236,7 +236,7 @@ def test_checkpointed_recomputes_each_segment(student, rng):
     for segments in (2, 3):
         what = f"CheckpointedMLP({dims}, segments={segments})"
         res, _, _, _ = _ck_run(student, dims, segments, rng, what)
-        checks.assert_equal(res["log"], _ck_log(5, segments), f"{what}: Linear calls in one training step",
+        checks.assert_equal(res["log"], _ck_log(5, segments), f"{what}: spy_log",
                             hint=CK_SEGMENTS if len(res["log"]) != 5 else CK_SPLIT)
 
 
@@ -252,16 +252,16 @@ def test_checkpointed_input_without_grad_and_inference(student, rng):
     what = "CheckpointedMLP([5, 6, 4, 3], segments=1)"
     res, state, x, cot = _ck_run(student, dims, 1, rng, what)
     _ck_check_grads(res, state, x, cot, 3, what)
-    checks.assert_equal(res["log"], _ck_log(3, 1), f"{what}: Linear calls in one training step", hint=CK_SEGMENTS)
+    checks.assert_equal(res["log"], _ck_log(3, 1), f"{what}: spy_log", hint=CK_SEGMENTS)
     what = "CheckpointedMLP([5, 6, 4, 3], segments=2).eval()"
     res, state, x, cot = _ck_run(student, dims, 2, rng, what, train=False)
     _ck_check_grads(res, state, x, cot, 3, what)
-    checks.assert_equal(res["log"], _ck_log(3, None), f"{what}: Linear calls in forward and backward",
+    checks.assert_equal(res["log"], _ck_log(3, None), f"{what}: spy_log",
                         hint=CK_INFERENCE)
     what = "CheckpointedMLP([5, 6, 4, 3], use_checkpoint=False, segments=2)"
     res, state, x, cot = _ck_run(student, dims, 2, rng, what, use_checkpoint=False)
     _ck_check_grads(res, state, x, cot, 3, what)
-    checks.assert_equal(res["log"], _ck_log(3, None), f"{what}: Linear calls in one training step",
+    checks.assert_equal(res["log"], _ck_log(3, None), f"{what}: spy_log",
                         hint=CK_INFERENCE)
 
 
@@ -354,7 +354,7 @@ def test_quantize_leaves_the_original_float(student, rng):
     state, x = _q_problem(rng)
     what = "quantize_dynamic_linear(model)"
     res = _quantize(student, what, state=state, x=x)
-    checks.assert_close(res["original_out"], _float_out(state, x).float(), "model(x) after quantize_dynamic_linear",
+    checks.assert_close(res["original_out"], _float_out(state, x).float(), "original_model(x)",
                         atol=1e-5, rtol=1e-5, hint=Q_INPLACE)
 
 
@@ -375,7 +375,7 @@ def test_quantize_train_mode_and_conv(student, rng):
     state, x = _q_problem(rng)
     what = "quantize_dynamic_linear(model.train())"
     res = _quantize(student, what, state=state, x=x, dropout=0.5, train=True)
-    checks.assert_close(res["q_out2"], res["q_out"], f"{what}(x), twice", atol=1e-6, rtol=1e-6, hint=Q_EVAL)
+    checks.assert_close(res["q_out2"], res["q_out"], f"{what}(x)  # 2", atol=1e-6, rtol=1e-6, hint=Q_EVAL)
     _q_check_outputs(res, state, x, what, Q_EVAL)
     what = "quantize_dynamic_linear(Sequential(Conv1d, Flatten, mlp))"
     res = _quantize(student, what, state=state, x=x, with_conv=True)
@@ -477,7 +477,7 @@ def _p_check_weights(res, state, masks, amount, what, layers=LAYERS):
     sparsity = sum(int((~masks[n]).sum()) for n in masks) / total
     got = res["returned"]
     hint = P_SPARSITY if got == 0.0 and sparsity > 0 else None
-    checks.assert_number_close(got, sparsity, f"{what} (returned sparsity)", atol=1e-9, hint=hint)
+    checks.assert_number_close(got, sparsity, f"returned_sparsity = {what}", atol=1e-9, hint=hint)
 
 
 @graded(task="global_prune", kind="accuracy", points=2, visibility="public")
@@ -523,7 +523,7 @@ def test_finalize_pruning_makes_it_permanent(student, rng):
     for n in LAYERS:
         checks.assert_close(res["weights_final"][n], state[f"{n}.weight"] * masks[n], f"{what}: model.{n}.weight",
                             atol=0, rtol=0, rel_l2=0, hint=P_REMOVE)
-    checks.assert_equal(res["pre_hooks"], 0, f"{what}: forward pre-hooks left", P_REMOVE)
+    checks.assert_equal(res["pre_hooks"], 0, f"{what}: len(_forward_pre_hooks)", P_REMOVE)
     checks.assert_equal(res["is_parameter"], [True] * 3, f"{what}: isinstance(weight, nn.Parameter)", P_REMOVE)
     checks.assert_close(res["out_final"], res["out"], f"{what}: model(x)", atol=1e-12, rtol=1e-12, hint=P_REMOVE)
 
@@ -537,7 +537,7 @@ def test_prune_amounts_frozen_types_and_noop(student, rng):
         what = f"global_prune(model, {amount})"
         res = _prune(student, state, amount, x, cot, what)
         _p_check_weights(res, state, _p_masks(state, amount), amount, what)
-    what = "global_prune(model with fc1 frozen, 0.6)"
+    what = "global_prune(model_fc1_frozen, 0.6)"
     res = _prune(student, state, 0.6, x, cot, what, frozen="fc1")
     _p_check_weights(res, state, _p_masks(state, 0.6), 0.6, what)
     what = "global_prune(model, 0.5, module_types=(nn.Linear,))"
@@ -613,7 +613,7 @@ def test_export_dynamic_batch(student, rng):
     res = _export(student, what, kind="mlp", state=state, example=_randn(rng, 4, 6, dtype=torch.float32),
                   inputs=inputs)
     for x, out in zip(inputs, res["outs"]):
-        checks.assert_close(out, _mlp_eval(state, x), f"program.module()(x of batch {len(x)})", atol=1e-5, rtol=1e-5,
+        checks.assert_close(out, _mlp_eval(state, x), f"program.module()(x[{len(x)}])", atol=1e-5, rtol=1e-5,
                             hint=E_EVAL)
 
 
@@ -634,7 +634,7 @@ def test_sign_branch_exports_both_branches(student, rng):
     for x, got, want in zip(inputs, res["eager"], expected):
         checks.assert_close(got, want, f"SignBranch(5, 4)(x), x.sum() = {float(x.sum()):.2f}", atol=1e-5, rtol=1e-5,
                             hint=E_SIGN)
-    what = "export_program(SignBranch(5, 4), positive example)"
+    what = "export_program(SignBranch(5, 4), example)  # example.sum() > 0"
     if res.get("error"):
         checks.fail(Msg(f"{what}：{res['error']}", f"{what}: {res['error']}"), E_COND)
     res = _export(student, what, E_COND, kind="sign", state=state, example=example, inputs=inputs)
@@ -653,7 +653,7 @@ def test_export_train_mode_batch_one(student, rng):
     res = _export(student, what, E_BATCH_ONE, kind="mlp", state=state, example=_randn(rng, 1, 6, dtype=torch.float32),
                   inputs=inputs, train=True)
     for x, out in zip(inputs, res["outs"]):
-        checks.assert_close(out, _mlp_eval(state, x), f"program.module()(x of batch {len(x)})", atol=1e-5, rtol=1e-5,
+        checks.assert_close(out, _mlp_eval(state, x), f"program.module()(x[{len(x)}])", atol=1e-5, rtol=1e-5,
                             hint=E_EVAL)
 
 
@@ -688,15 +688,15 @@ def _a_check(res, state, x, y, lr, what, hint=None, steps=1):
     params, grads, losses = _a_replay(state, x, y, lr, True, steps)
     params32, _, losses32 = _a_replay(state, x, y, lr, False, steps)
     for name, p in res["params"].items():
-        checks.assert_dtype(p, torch.float32, f"model.{name} after the step", A_CAST)
+        checks.assert_dtype(p, torch.float32, f"model.{name}", A_CAST)
         checks.assert_dtype(res["grads"][name], torch.float32, f"model.{name}.grad", A_CAST)
     tol = 1e-4
     for i, got in enumerate(res["returned"]):
         wrong = A_AUTOCAST if isinstance(got, float) and abs(got - losses32[i]) < abs(got - losses[i]) else hint
-        checks.assert_number_close(got, losses[i], f"{what}: returned loss (step {i + 1})",
+        checks.assert_number_close(got, losses[i], f"loss_{i + 1} = {what}",
                                    atol=tol * max(1.0, abs(losses[i])), hint=wrong)
     for name, p in params.items():
-        checks.assert_close(res["params"][name], p, f"model.{name} after {what}", atol=1e-5, rtol=1e-5, rel_l2=1e-5,
+        checks.assert_close(res["params"][name], p, f"model.{name}", atol=1e-5, rtol=1e-5, rel_l2=1e-5,
                             hint=hint or A_STEP, mistakes={A_AUTOCAST: params32[name]})
         g, want = res["grads"][name].double().flatten(), grads[name].double().flatten()
         cos = float(torch.dot(g, want) / (g.norm() * want.norm())) if want.norm() > 0 else float(g.norm() == 0)
@@ -782,7 +782,7 @@ def _dead(student, rng, stale: bool) -> list:
             hint = G_STALE
     checks.assert_equal(got, DEAD, what, hint)
     left = [n for n, g in res["left"].items() if g is not None]
-    checks.assert_equal(left, [], f"{what}: parameters with a .grad afterwards", G_CLEANUP)
+    checks.assert_equal(left, [], "params_with_grad", G_CLEANUP)
     return got
 
 
