@@ -236,8 +236,11 @@ def test_checkpointed_recomputes_each_segment(student, rng):
     for segments in (2, 3):
         what = f"CheckpointedMLP({dims}, segments={segments})"
         res, _, _, _ = _ck_run(student, dims, segments, rng, what)
-        checks.assert_equal(res["log"], _ck_log(5, segments), f"{what}: spy_log",
-                            hint=CK_SEGMENTS if len(res["log"]) != 5 else CK_SPLIT)
+        expected = _ck_log(5, segments)
+        log = res["log"]
+        one_segment = log == _ck_log(5, 1)
+        hint = CK_SPLIT if sorted(log) == sorted(expected) and not one_segment else CK_SEGMENTS
+        checks.assert_equal(log, expected, f"{what}: spy_log", hint=hint)
 
 
 @graded(task="CheckpointedMLP", kind="gradient", points=2, visibility="hidden")
@@ -584,9 +587,9 @@ def _check_saved(res: dict, what: str) -> None:
                                                             f"{what}: the saved program is empty"), E_TRACE)
 
 
-def _export(student, what: str, hint: Msg | None = None, **kwargs) -> dict:
-    res = student.probe("run_export", **kwargs)
-    _error(res, what, hint)
+def _export(student, what: str, hint: Msg | None = None, res: dict | None = None, **kwargs) -> dict:
+    res = res or student.probe("run_export", **kwargs)
+    _error(res, what, hint, ("export_error",))
     for key in ("save_error", "load_error"):
         if res.get(key):
             checks.fail(Msg(f"{what} 返回了 {res.get('program_type')}，无法用 `torch.export.save`/`load` 往返："
@@ -635,9 +638,7 @@ def test_sign_branch_exports_both_branches(student, rng):
         checks.assert_close(got, want, f"SignBranch(5, 4)(x), x.sum() = {float(x.sum()):.2f}", atol=1e-5, rtol=1e-5,
                             hint=E_SIGN)
     what = "export_program(SignBranch(5, 4), example)  # example.sum() > 0"
-    if res.get("error"):
-        checks.fail(Msg(f"{what}：{res['error']}", f"{what}: {res['error']}"), E_COND)
-    res = _export(student, what, E_COND, kind="sign", state=state, example=example, inputs=inputs)
+    res = _export(student, what, E_COND, res)
     for x, got, want in zip(inputs, res["outs"], expected):
         checks.assert_close(got, want, f"program.module()(x), x.sum() = {float(x.sum()):.2f}", atol=1e-5, rtol=1e-5,
                             hint=E_COND)

@@ -340,7 +340,7 @@ def run_export(impl: ModuleType, kind: str, state: dict[str, torch.Tensor], exam
         if result["error"]:
             return result
     model.train(train)
-    program = _run(result, impl, lambda: impl.export_program(model, example, dynamic_batch))
+    program = _run(result, impl, lambda: impl.export_program(model, example, dynamic_batch), "export_error")
     if program is None:
         return result
     _round_trip(result, impl, program, inputs)
