@@ -187,7 +187,7 @@ def _ck_run(student, dims, segments, rng, what, **kwargs):
     state, x, cot = _ck_problem(rng, dims)
     res = student.probe("run_checkpointed", dims=dims, segments=segments, state=state, x=x, cotangent=cot,
                         **{"use_checkpoint": True, **kwargs})
-    _error(res, what, CK_LAYOUT if res.get("load_error") else None)
+    _error(res, what, CK_REENTRANT if res.get("warnings") else CK_LAYOUT if res.get("load_error") else None)
     return res, state, x, cot
 
 
