@@ -332,7 +332,7 @@ def _q_expected(state: dict[str, torch.Tensor], x: torch.Tensor, with_conv: bool
                           nn.Linear(state["0.weight"].shape[0], 10))
     model.load_state_dict(state)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore")
         quantized = torch.ao.quantization.quantize_dynamic(model.eval(), {nn.Linear}, dtype=torch.qint8)
     with torch.no_grad():
         return quantized(x)
@@ -738,6 +738,15 @@ def test_autocast_step_with_scaler(student, rng):
     what = "autocast_train_step(..., scaler=GradScaler('cpu', enabled=False))"
     res = student.probe("run_autocast", state=state, x=x, y=y, lr=0.05, scaler="off")
     _a_check(res, state, x, y, 0.05, what, A_SCALER)
+
+
+@graded(task="autocast_train_step", kind="gradient", points=1, visibility="hidden")
+def test_autocast_disabled_scaler_two_steps(student, rng):
+    """GradScaler('cpu', enabled=False) over two steps with a larger learning rate is the plain bf16 step."""
+    state, x, y = _a_problem(rng, n=48)
+    what = "autocast_train_step(..., scaler=GradScaler('cpu', enabled=False)) x2"
+    res = student.probe("run_autocast", state=state, x=x, y=y, lr=0.1, scaler="off", steps=2)
+    _a_check(res, state, x, y, 0.1, what, A_SCALER, steps=2)
 
 
 @graded(task="autocast_train_step", kind="accuracy", points=1, visibility="public")

@@ -83,7 +83,7 @@ class _SpyLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.log.append(self.index)
-        return F.linear(x, self.weight, self.bias)
+        return super().forward(x)
 
 
 @probe
@@ -142,7 +142,7 @@ def _digits_mlp(state: dict[str, torch.Tensor], dropout: float) -> nn.Sequential
 def _nbytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
     _save(model.state_dict(), buffer)
-    return len(buffer.getvalue())
+    return buffer.getbuffer().nbytes
 
 
 @probe
@@ -379,10 +379,10 @@ def run_autocast(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tens
         grad_scaler = _GradScaler("cpu", init_scale=init_scale, growth_interval=1)
     elif scaler == "off":
         grad_scaler = _GradScaler("cpu", enabled=False)
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(reduction="mean")
     for _ in range(steps):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore")
             got = _run(result, impl, lambda: impl.autocast_train_step(model, x, y, criterion, optimizer, "cpu",
                                                                     getattr(torch, dtype), grad_scaler))
         if result["error"]:
@@ -404,7 +404,7 @@ def fit_autocast(impl: ModuleType, state: dict[str, torch.Tensor], x_train: torc
     model = _amp_model(state, [])
     optimizer = _SGD(model.parameters(), lr=lr, momentum=0.9)
     g = torch.Generator().manual_seed(seed)
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(reduction="mean")
     losses = []
     for _ in range(steps):
         idx = torch.randint(0, len(y_train), (batch_size,), generator=g)
