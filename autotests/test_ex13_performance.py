@@ -113,6 +113,8 @@ A_CAST = Msg("`autocast` 只改变运算精度，不要把参数转成半精度�
 A_SCALER = Msg("有 `scaler` 时需 `scaler.scale(loss).backward()`、`scaler.step(optimizer)`、`scaler.update()`，"
                "且 `backward` 在 `autocast` 块之外", "With a scaler use scaler.scale(loss).backward(), "
                "scaler.step(optimizer), scaler.update(), with backward outside the autocast block")
+A_TRAIN = Msg("开头要调用 `model.train()`：模型可能还处在 eval 模式", "Call model.train() at the start: the model may "
+              "still be in eval mode")
 A_STEP = Msg("一步：`model.train()`，`optimizer.zero_grad()`，在 `autocast` 中前向并计算损失，之后 `backward`、`step`，"
              "返回 `loss.item()`", "One step: model.train(), optimizer.zero_grad(), forward and loss inside autocast, "
              "then backward and step outside it; return loss.item()")
@@ -235,13 +237,14 @@ def test_checkpointed_recomputes_each_segment(student, rng):
     """Spies in place of the Linear layers see the forward pass, then each segment once more during
     backward, last segment first (5 layers in 2 and in 3 segments)."""
     dims = [4, 6, 5, 6, 5, 3]
-    for segments in (2, 3):
-        what = f"CheckpointedMLP({dims}, segments={segments})"
+    for segments in (None, 2, 3):
+        what = f"CheckpointedMLP({dims})" if segments is None else f"CheckpointedMLP({dims}, segments={segments})"
         res, _, _, _ = _ck_run(student, dims, segments, rng, what)
-        expected = _ck_log(5, segments)
+        expected = _ck_log(5, segments or 2)  # the default is 2 segments
         log = res["log"]
         one_segment = log == _ck_log(5, 1)
-        hint = CK_SPLIT if sorted(log) == sorted(expected) and not one_segment else CK_SEGMENTS
+        same_calls = sorted(log) == sorted(expected) and not one_segment
+        hint = CK_SPLIT if same_calls and segments is not None else CK_SEGMENTS
         checks.assert_equal(log, expected, f"{what}: spy_log", hint=hint)
 
 
@@ -258,6 +261,9 @@ def test_checkpointed_input_without_grad_and_inference(student, rng):
     res, state, x, cot = _ck_run(student, dims, 1, rng, what)
     _ck_check_grads(res, state, x, cot, 3, what)
     checks.assert_equal(res["log"], _ck_log(3, 1), f"{what}: spy_log", hint=CK_SEGMENTS)
+    what = "CheckpointedMLP([5, 3], segments=1)"
+    res, state, x, cot = _ck_run(student, [5, 3], 1, rng, what)
+    _ck_check_grads(res, state, x, cot, 1, what)
     what = "CheckpointedMLP([5, 6, 4, 3], segments=2).eval()"
     res, state, x, cot = _ck_run(student, dims, 2, rng, what, train=False)
     _ck_check_grads(res, state, x, cot, 3, what)
@@ -635,8 +641,10 @@ def test_sign_branch_exports_both_branches(student, rng):
     example = _randn(rng, 3, 5, dtype=torch.float32).abs() + 0.1
     mixed = -_randn(rng, 4, 5, dtype=torch.float32).abs() - 0.5  # its first row positive, its sum negative
     mixed[0] = 0.1 + 0.1 * _randn(rng, 5, dtype=torch.float32).abs()
+    small = _randn(rng, 3, 5, dtype=torch.float32)
+    small -= (small.sum() - 0.5) / small.numel()  # a positive sum below 1
     inputs = [_randn(rng, 6, 5, dtype=torch.float32).abs() + 0.1, -_randn(rng, 6, 5, dtype=torch.float32).abs() - 0.1,
-              -_randn(rng, 2, 5, dtype=torch.float32).abs() - 0.1, mixed]
+              -_randn(rng, 2, 5, dtype=torch.float32).abs() - 0.1, mixed, small]
     s = {k: v.double() for k, v in state.items()}
     expected = [(F.linear(x.double(), s["pos.weight"], s["pos.bias"]) if x.sum() > 0
                  else -F.linear(x.double(), s["neg.weight"], s["neg.bias"])).float() for x in inputs]
@@ -674,8 +682,10 @@ def _a_problem(rng, n=32, d=8, h=16, k=3):
     return state, x, torch.randint(0, k, (n,), generator=rng)
 
 
-def _a_replay(state, x, y, lr, autocast: bool, steps: int = 1):
-    """The reference step replayed here: float32 model, SGD, bf16 autocast (or none)."""
+def _a_replay(state, x, y, lr, autocast: bool, steps: int = 1, train: bool = True):
+    """The reference step replayed here: float32 model, SGD, bf16 autocast (or none); the probe's model
+    halves its input in train mode."""
+    x = x * 0.5 if train else x
     model = nn.Sequential(nn.Linear(x.shape[1], state["0.weight"].shape[0]), nn.ReLU(),
                           nn.Linear(state["0.weight"].shape[0], state["2.weight"].shape[0]))
     model.load_state_dict(state)
@@ -696,17 +706,21 @@ def _a_check(res, state, x, y, lr, what, hint=None, steps=1):
     _error(res, what, hint)
     params, grads, losses = _a_replay(state, x, y, lr, True, steps)
     params32, _, losses32 = _a_replay(state, x, y, lr, False, steps)
+    params_eval, _, _ = _a_replay(state, x, y, lr, True, steps, train=False)
     for name, p in res["params"].items():
         checks.assert_dtype(p, torch.float32, f"model.{name}", A_CAST)
         checks.assert_dtype(res["grads"][name], torch.float32, f"model.{name}.grad", A_CAST)
     tol = 1e-4
+    _, _, losses_eval = _a_replay(state, x, y, lr, True, steps, train=False)
     for i, got in enumerate(res["returned"]):
-        wrong = A_AUTOCAST if isinstance(got, float) and abs(got - losses32[i]) < abs(got - losses[i]) else hint
+        near = {A_AUTOCAST: losses32[i], A_TRAIN: losses_eval[i]}
+        wrong = min(near, key=lambda m: abs(got - near[m])) if isinstance(got, float) and \
+            min(abs(got - v) for v in near.values()) < abs(got - losses[i]) else hint
         checks.assert_number_close(got, losses[i], f"loss_{i + 1} = {what}",
                                    atol=tol * max(1.0, abs(losses[i])), hint=wrong)
     for name, p in params.items():
         checks.assert_close(res["params"][name], p, f"model.{name}", atol=1e-5, rtol=1e-5, rel_l2=1e-5,
-                            hint=hint or A_STEP, mistakes={A_AUTOCAST: params32[name]})
+                            hint=hint or A_STEP, mistakes={A_AUTOCAST: params32[name], A_TRAIN: params_eval[name]})
         g, want = res["grads"][name].double().flatten(), grads[name].double().flatten()
         cos = float(torch.dot(g, want) / (g.norm() * want.norm())) if want.norm() > 0 else float(g.norm() == 0)
         checks.assert_true(cos > 0.99, Msg(f"model.{name}.grad 与期望梯度的余弦相似度只有 {cos:.3f}",

@@ -87,7 +87,7 @@ class _SpyLinear(nn.Linear):
 
 
 @probe
-def run_checkpointed(impl: ModuleType, dims: list[int], segments: int, use_checkpoint: bool,
+def run_checkpointed(impl: ModuleType, dims: list[int], segments: int | None, use_checkpoint: bool,
                      state: dict[str, torch.Tensor], x: torch.Tensor, cotangent: torch.Tensor,
                      input_grad: bool = True, train: bool = True, backward: bool = True) -> dict[str, Any]:
     """Build ``CheckpointedMLP(dims, use_checkpoint, segments)`` in float64, load ``state``, swap its
@@ -102,7 +102,8 @@ def run_checkpointed(impl: ModuleType, dims: list[int], segments: int, use_check
     is what it records.
     """
     result: dict[str, Any] = {"error": None, "load_error": None, "log": [], "warnings": []}
-    model = _run(result, impl, lambda: impl.CheckpointedMLP(dims, use_checkpoint=use_checkpoint, segments=segments))
+    kwargs = {} if segments is None else {"segments": segments}  # None: the default number of segments
+    model = _run(result, impl, lambda: impl.CheckpointedMLP(dims, use_checkpoint=use_checkpoint, **kwargs))
     if model is None:
         return result
     model = model.to(torch.float64)
@@ -352,10 +353,14 @@ def run_export(impl: ModuleType, kind: str, state: dict[str, torch.Tensor], exam
 
 
 # -- T13.5 autocast ------------------------------------------------------------------------------------------
-def _amp_model(state: dict[str, torch.Tensor], seen: list[str]) -> nn.Sequential:
+def _amp_model(state: dict[str, torch.Tensor], seen: list[str], gate: bool = False) -> nn.Sequential:
+    """``Linear → ReLU → Linear``; with ``gate`` the first layer's input is halved in train mode only (a
+    deterministic stand-in for a mode-dependent layer: a step that skips ``model.train()`` shows in the values)."""
     h, d = state["0.weight"].shape
     model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, state["2.weight"].shape[0]))
     model.load_state_dict(state)
+    if gate:
+        model[0].register_forward_pre_hook(lambda m, args: (args[0] * 0.5,) if m.training else None)
     for layer in (model[0], model[2]):
         layer.register_forward_hook(lambda m, i, o: seen.append(str(o.dtype).removeprefix("torch.")))
     return model
@@ -365,14 +370,15 @@ def _amp_model(state: dict[str, torch.Tensor], seen: list[str]) -> nn.Sequential
 def run_autocast(impl: ModuleType, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, lr: float,
                  scaler: str | None = None, init_scale: float = 1024.0, steps: int = 1,
                  dtype: str = "bfloat16") -> dict[str, Any]:
-    """``steps`` calls of ``autocast_train_step`` on a float32 ``Linear → ReLU → Linear`` left in eval mode,
+    """``steps`` calls of ``autocast_train_step`` on a float32 ``Linear → ReLU → Linear`` (input halved in train
+    mode) left in eval mode,
     with SGD(lr) and ``nn.CrossEntropyLoss()``; ``scaler`` is None, ``"on"`` (init_scale, growth every
     step) or ``"off"`` (``enabled=False``). Returns what each call returned, the parameters and their
     gradients after the last call, the scaler's scale, and the output dtypes the Linear layers' hooks
     saw (hints only)."""
     result: dict[str, Any] = {"error": None, "returned": []}
     seen: list[str] = []
-    model = _amp_model(state, seen).eval()
+    model = _amp_model(state, seen, gate=True).eval()
     optimizer = _SGD(model.parameters(), lr=lr)
     grad_scaler = None
     if scaler == "on":
