@@ -211,7 +211,7 @@ def _replay(state, x, y, p, epochs: int, resume_at: int | None = None, fresh_opt
             loss.backward()
             optimizer.step()
         scheduler.step()
-    return _params(model), float(loss), float(optimizer.param_groups[0]["lr"])
+    return _params(model), float(loss.detach()), float(optimizer.param_groups[0]["lr"])
 
 
 def _resume(student, rng, spec) -> tuple[dict[str, Any], dict[str, torch.Tensor], Any, Any, dict[str, Any]]:
