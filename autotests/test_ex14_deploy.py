@@ -271,7 +271,8 @@ def test_resume_equals_straight_run(student, rng, spec):
     _error(res, "save_error", WHAT_SAVE)
     if "bytes" not in res["file"]:
         _bytes_or_fail(res["file"], spec.param("file_cap"), WHAT_SAVE)
-    _error(res, "load_error", WHAT_LOAD, CKPT_WEIGHTS_ONLY)
+    pickled = any(word in str(res.get("load_error")) for word in ("weights_only", "Unpickl", "GLOBAL"))
+    _error(res, "load_error", WHAT_LOAD, CKPT_PICKLE if pickled else CKPT_WEIGHTS_ONLY)
     total = p["before"] + p["after"]
     want, _, lr = _replay(state, x, y, p, total)
     loaded, last_loss, _ = _replay(state, x, y, p, p["before"])

@@ -129,7 +129,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic_batc
       ``dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}``，``dynamo=True``（torch 2.14 的默认，
       需要 ``onnxscript``）时用 ``dynamic_shapes``（或同样的 ``dynamic_axes``）。``dynamic_batch=False`` 时
       批大小固定为 ``example`` 的批大小。
-    - 权重保存在这一个文件里（不用外部数据文件），只用标准 ONNX 算子。
+    - 权重保存在这一个文件里（不用外部数据文件：``dynamo=True`` 时要传 ``external_data=False``，否则权重会写到
+      旁边的 ``.data`` 文件里），只用标准 ONNX 算子。
 
     Export the model to the ONNX file ``path`` and return ``path``.
 
@@ -140,7 +141,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic_batc
       ``dynamo=False`` use ``dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}``; with
       ``dynamo=True`` (torch 2.14's default, needs ``onnxscript``) use ``dynamic_shapes`` (or the same
       ``dynamic_axes``). With ``dynamic_batch=False`` the batch size is fixed to ``example``'s.
-    - The weights stay inside this one file (no external data), standard ONNX operators only.
+    - The weights stay inside this one file (no external data: with ``dynamo=True`` pass
+      ``external_data=False``, or the weights go to a ``.data`` file beside it), standard ONNX operators only.
     """
     raise NotImplementedError("TODO: export_onnx")
 

@@ -137,9 +137,11 @@ def check_onnx_bytes(data: bytes, cap: int = ONNX_CAP, what: str = "ONNX") -> An
     for graph in _graphs(model.graph):
         for tensor in _tensors(graph):
             if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) > 0:
-                raise ArtifactRefused(Msg(f"{what}：模型引用了外部数据文件：权重必须保存在同一个 `.onnx` 文件里",
+                raise ArtifactRefused(Msg(f"{what}：模型引用了外部数据文件：权重必须保存在同一个 `.onnx` 文件里"
+                                          "（`torch.onnx.export(..., dynamo=True)` 需要 `external_data=False`）",
                                           f"{what}: the model refers to external data files: keep the weights "
-                                          "inside the one .onnx file"))
+                                          "inside the one .onnx file (torch.onnx.export(..., dynamo=True) needs "
+                                          "external_data=False)"))
         for node in graph.node:
             if node.domain not in STANDARD_DOMAINS:
                 raise ArtifactRefused(Msg(f"{what}：模型使用了非标准的算子域 `{node.domain[:60]}`"

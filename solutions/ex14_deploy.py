@@ -91,8 +91,8 @@ class Predictor:
                  size: int = 32) -> None:
         self.model = model.eval()
         self.class_names = list(class_names)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.size = size
 
     def predict(self, images: torch.Tensor) -> list[tuple[str, float]]:
