@@ -375,11 +375,22 @@ def _check_keys(got: Any, state: dict[str, torch.Tensor], obj: dict, what: str) 
             hint = SD_PREFIX
         elif keys == list(_wrong_clean(obj, "replace")):
             hint = SD_REPLACE
-        elif any("_orig_mod." in k for k in keys):
+        elif any(k.startswith(("module.", "_orig_mod.")) for k in keys):
             hint = SD_COMPILED
         checks.assert_equal(keys, list(state), f"list({what})", hint)
     for name, value in state.items():
         checks.assert_close(got[name], value, f"{what}[{name!r}]", atol=0, rtol=0, rel_l2=0)
+
+
+def _load_hint(error: str) -> Msg:
+    """The likely mistake behind a refused load, from the key names in the error."""
+    if "'encoder.weight'" in error or '"encoder.weight"' in error:
+        return SD_REPLACE
+    if "'.module.weight'" in error or '".module.weight"' in error:  # 'encoder.module.weight'[7:]
+        return SD_PREFIX
+    if "_orig_mod." in error or "'module.encoder" in error or '"module.encoder' in error:
+        return SD_COMPILED
+    return SD_CONTAINER
 
 
 @graded(task="clean_state_dict", kind="shape", points=1, visibility="public")
@@ -403,9 +414,7 @@ def test_load_weights_formats(student, rng):
     for label, obj in _formats(state).items():
         what = f"load_weights(model, path)  # {label}"
         res = student.probe("load_weights_file", blob=_saved(obj), d=d, h=h, k=k, x=x, seed=_seed(rng))
-        wrong = _wrong_clean(obj, "replace")
-        hint = SD_REPLACE if "encoder.weight" in wrong else SD_CONTAINER
-        _error(res, "error", what, hint)
+        _error(res, "error", what, _load_hint(str(res.get("error"))))
         checks.assert_close(res["out"], _forward(state, x), what, atol=1e-12, rtol=1e-12, rel_l2=1e-12, hint=SD_CONTAINER)
         checks.assert_equal(res["returned"], [[], []], what, SD_STRICT)
 
@@ -563,19 +572,26 @@ def _classifier_state(rng: torch.Generator, size: int, h: int, k: int) -> dict[s
             "fc2.weight": torch.randn(k, h, generator=rng) * (2.0 / math.sqrt(h)), "fc2.bias": 0.3 * torch.randn(k, generator=rng)}
 
 
-def _expected_predictions(state, images: torch.Tensor, mean, std, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Confidences and class indices computed here: resize, normalise, the eval forward, softmax."""
+def _expected_predictions(state, images: torch.Tensor, mean, std, size: int, variant: str | None = None,
+                          gate: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Confidences and class indices computed here: resize, normalise, the eval forward, softmax over the
+    classes. ``variant`` replays a mistake: ``train`` (the gate scales), ``softmax0`` (softmax over the
+    batch), ``raw`` (no normalisation)."""
     x = images.float()
     if tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-    logits = F.linear(F.relu(F.linear(x.flatten(1), state["fc1.weight"], state["fc1.bias"])), state["fc2.weight"],
-                      state["fc2.bias"])
-    conf, idx = torch.softmax(logits, dim=1).max(dim=1)
+    if variant != "raw":
+        x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    hidden = F.relu(F.linear(x.flatten(1), state["fc1.weight"], state["fc1.bias"]))
+    logits = F.linear(hidden * (gate if variant == "train" else 1.0), state["fc2.weight"], state["fc2.bias"])
+    conf, idx = torch.softmax(logits, dim=0 if variant == "softmax0" else 1).max(dim=1)
     return conf, idx
 
 
-def _check_predictions(got: Any, state, images, names, mean, std, size, what: str) -> None:
+PRED_VARIANTS = {PRED_EVAL: "train", PRED_SOFTMAX: "softmax0", PRED_NORMALIZE: "raw"}
+
+
+def _check_predictions(got: Any, state, images, names, mean, std, size, what: str, gate: float = 1.0) -> None:
     conf, idx = _expected_predictions(state, images, mean, std, size)
     ok = isinstance(got, list) and all(isinstance(t, list) and len(t) == 2 for t in got)
     checks.assert_true(ok, Msg(f"{what} 应返回 `(类别名, 置信度)` 元组的列表", f"{what} must return a list of "
@@ -583,12 +599,21 @@ def _check_predictions(got: Any, state, images, names, mean, std, size, what: st
     checks.assert_equal(len(got), len(images), f"len({what})", PRED_SQUEEZE)
     checks.assert_true(all(isinstance(c, float) and isinstance(n, str) for n, c in got), Msg(
         f"{what}：每个元组应为 `(str, float)`", f"{what}: each tuple must be (str, float)"), PRED_SQUEEZE)
-    checks.assert_equal([n for n, _ in got], [names[i] for i in idx.tolist()], f"[name for name, _ in {what}]",
-                        PRED_NORMALIZE)
     got_conf = torch.tensor([c for _, c in got], dtype=torch.float64)
+    hint = None
+    for mistake, variant in PRED_VARIANTS.items():
+        if variant == "train" and gate == 1.0:
+            continue
+        wrong_conf, wrong_idx = _expected_predictions(state, images, mean, std, size, variant, gate)
+        if [n for n, _ in got] == [names[i] for i in wrong_idx.tolist()] and \
+                torch.allclose(got_conf, wrong_conf.double(), atol=1e-5, rtol=1e-4):
+            hint = Msg(f"看起来像常见错误：{mistake.zh}", f"This looks like a common mistake: {mistake.en}")
+            break
+    checks.assert_equal([n for n, _ in got], [names[i] for i in idx.tolist()], f"[name for name, _ in {what}]",
+                        hint or PRED_NORMALIZE)
     whole = torch.full_like(got_conf, float(conf.max()))
     checks.assert_close(got_conf, conf.double(), f"[conf for _, conf in {what}]", atol=1e-5, rtol=1e-4, rel_l2=1e-5,
-                        hint=PRED_SOFTMAX, mistakes={PRED_PER_SAMPLE: whole} if len(images) > 1 else None)
+                        hint=hint or PRED_SOFTMAX, mistakes={PRED_PER_SAMPLE: whole} if len(images) > 1 else None)
 
 
 def _predictor_setup(rng, spec) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -636,7 +661,7 @@ def test_predictor_values_eval_mode(student, rng, spec):
     for i, (x, entry) in enumerate(zip([images, images, big], res["predict"])):
         what = f"predictor.predict(images[{len(x)}, 3, {x.shape[-1]}, {x.shape[-1]}])#{i + 1}"
         _error(entry, "error", what)
-        _check_predictions(entry["out"], state, x, kw["class_names"], kw["mean"], kw["std"], s, what)
+        _check_predictions(entry["out"], state, x, kw["class_names"], kw["mean"], kw["std"], s, what, gate=2.5)
     # Train mode would scale the hidden layer: caught above as wrong confidences; the spy names it.
     checks.assert_true(not any(mode for mode, _ in res["seen"]), Msg("模型在 train 模式下做了前向",
                                                                    "the model ran its forward in train mode"), PRED_EVAL)
