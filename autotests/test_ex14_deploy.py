@@ -33,7 +33,7 @@ from grader.worker.wire import tensor_facts
 pytestmark = pytest.mark.exercise("ex14_deploy")
 
 # -- feedback ----------------------------------------------------------------------------------------
-CKPT_PICKLE = Msg("PyTorch 2.6 起 `torch.load` 默认 `weights_only=True`，整模型 pickle（`torch.save(model)`）无法加载："
+CKPT_PICKLE = Msg("PyTorch 2.6 起 `torch.load` 默认 `weights_only=True`，整模型 `pickle`（`torch.save(model)`）无法加载："
                   "请保存 `model.state_dict()`、`optimizer.state_dict()` 等字典",
                   "Since PyTorch 2.6 torch.load defaults to weights_only=True and a pickled model (torch.save(model)) "
                   "cannot be loaded: save state_dicts (model.state_dict(), optimizer.state_dict())")
@@ -86,7 +86,7 @@ ONNX_NAMES = Msg("导出时请指定 `input_names=['input']`、`output_names=['o
                  "Export with input_names=['input'] and output_names=['output']")
 ONNX_EVAL = Msg("导出前 `model.eval()`，并按 eval 模式导出，否则 `Dropout`/`BatchNorm` 行为不同",
                 "Export in eval mode (model.eval() first), or Dropout/BatchNorm behave differently")
-ONNX_FLOAT32 = Msg("onnxruntime 报 `INVALID_ARGUMENT`：模型期望 `float32` 输入，请先 `x.astype(np.float32)`",
+ONNX_FLOAT32 = Msg("`onnxruntime` 报 `INVALID_ARGUMENT`：模型期望 `float32` 输入，请先 `x.astype(np.float32)`",
                    "onnxruntime reports INVALID_ARGUMENT: the model expects float32 input; cast to float32 first "
                    "(x.astype(np.float32))")
 ONNX_RETURN = Msg("`onnx_predict` 返回第一个输出，`float32` 的 `np.ndarray`，形状为 `(B, K)`",
@@ -318,7 +318,8 @@ def test_load_given_checkpoint(student, rng, spec):
     checks.assert_equal(res["returned"], {"epoch": 7, "loss": 0.25, "note": "given"}, what, CKPT_RETURN)
     bare = {"model_state_dict": _params(model), "epoch": 1}
     res = student.probe("load_given_checkpoint", blob=_saved(bare), fresh=fresh, lr=0.01, with_optimizer=True)
-    checks.assert_equal(res.get("error_type"), "KeyError", f"{what}: no 'optimizer_state_dict'", CKPT_KEYERROR)
+    checks.assert_equal(res.get("error_type"), "KeyError", "load_checkpoint(path_without_optimizer_state, model, optimizer)",
+                        CKPT_KEYERROR)
     res = student.probe("load_given_checkpoint", blob=_saved(bare), fresh=fresh, lr=0.01, with_optimizer=False)
     _error(res, "error", "load_checkpoint(path, model)")
     checks.assert_equal(res["returned"], {"epoch": 1}, "load_checkpoint(path, model)", CKPT_RETURN)
@@ -465,7 +466,7 @@ def _export(student, rng, spec, what: str, **kwargs: Any) -> tuple[bytes, dict[s
     res = student.probe("export_model", state=state, example=example, **kwargs)
     _error(res, "error", what)
     data = _bytes_or_fail(res["file"], spec.param("file_cap"), what, ONNX_PATH)
-    checks.assert_equal(res["returned"], "<same>", f"{what} == path", ONNX_PATH)
+    checks.assert_equal(res["returned"], "<same>", what, ONNX_PATH)
     return data, state, p
 
 
@@ -490,7 +491,7 @@ def test_export_onnx_dynamic_batch(student, rng, spec):
     checks.assert_true(isinstance(batch, str), Msg(f"{what}：输入的批维度是固定的 {batch}", f"{what}: the input's batch "
                                                    f"dimension is fixed at {batch}"), ONNX_DYNAMIC)
     for x, out, error in zip(xs, run.results, run.errors):
-        checks.assert_true(error is None, Msg(f"{what}：onnxruntime 无法运行批大小 {len(x)}：{error}",
+        checks.assert_true(error is None, Msg(f"{what}：`onnxruntime` 无法运行批大小 {len(x)}：{error}",
                                               f"{what}: onnxruntime cannot run a batch of {len(x)}: {error}"), ONNX_DYNAMIC)
         checks.assert_shape(torch.from_numpy(out), (len(x), p["k"]), f"{what}: output[batch={len(x)}]", ONNX_DYNAMIC)
 
@@ -503,7 +504,7 @@ def test_export_onnx_matches_torch(student, rng, spec):
     xs = [torch.randn(b, p["d"], generator=rng) for b in (3, p["example_batch"])]
     run = _ort(data, [x.numpy() for x in xs], what)
     for x, out, error in zip(xs, run.results, run.errors):
-        checks.assert_true(error is None, Msg(f"{what}：onnxruntime 无法运行批大小 {len(x)}：{error}",
+        checks.assert_true(error is None, Msg(f"{what}：`onnxruntime` 无法运行批大小 {len(x)}：{error}",
                                               f"{what}: onnxruntime cannot run a batch of {len(x)}: {error}"), ONNX_DYNAMIC)
         checks.assert_close(torch.from_numpy(out), _deploy_forward(state, x), f"onnxruntime({what})[batch={len(x)}]",
                             atol=spec.param("onnx_atol"), rtol=0, rel_l2=1e-4, hint=ONNX_EVAL,
@@ -518,14 +519,14 @@ def test_export_onnx_train_mode_and_static(student, rng, spec):
     data, state, p = _export(student, rng, spec, what, train_mode=True, gate=3.0, dropout=0.5)
     x = torch.randn(6, p["d"], generator=rng)
     run = _ort(data, [x.numpy()], what)
-    checks.assert_true(run.errors[0] is None, Msg(f"{what}：onnxruntime 报错：{run.errors[0]}",
+    checks.assert_true(run.errors[0] is None, Msg(f"{what}：`onnxruntime` 报错：{run.errors[0]}",
                                                   f"{what}: onnxruntime failed: {run.errors[0]}"), ONNX_DYNAMIC)
     checks.assert_close(torch.from_numpy(run.results[0]), _deploy_forward(state, x), f"onnxruntime({what})",
                         atol=spec.param("onnx_atol"), rtol=0, rel_l2=1e-4, hint=ONNX_EVAL)
     what = "export_onnx(model, example, path, dynamic_batch=False)"
     data, state, p = _export(student, rng, spec, what, dynamic_batch=False)
     run = _ort(data, [np.zeros((p["example_batch"], p["d"]), np.float32)], what)
-    checks.assert_equal(run.inputs[0]["shape"][0], p["example_batch"], f"{what}: input shape[0]", ONNX_STATIC)
+    checks.assert_equal(run.inputs[0]["shape"][0], p["example_batch"], "session.get_inputs()[0].shape[0]", ONNX_STATIC)
 
 
 def _grader_onnx(state: dict[str, torch.Tensor]) -> bytes:
@@ -555,7 +556,7 @@ def test_onnx_predict_float64_input(student, rng, spec):
     blob = _blob(_grader_onnx(state))
     for batch in (5, 1):
         x = torch.randn(batch, p["d"], generator=rng, dtype=torch.float64)
-        what = f"onnx_predict(path, x)  # x: float64 ndarray ({batch}, {p['d']})"
+        what = f"onnx_predict(path, x[{batch}, {p['d']}].astype(np.float64))"
         res = student.probe("predict_with_onnx", blob=blob, x=x)
         _error(res, "error", what, ONNX_FLOAT32 if "INVALID_ARGUMENT" in str(res.get("error")) else None)
         checks.assert_true(res.get("dtype") == "float32", Msg(
@@ -609,10 +610,10 @@ def _check_predictions(got: Any, state, images, names, mean, std, size, what: st
                 torch.allclose(got_conf, wrong_conf.double(), atol=1e-5, rtol=1e-4):
             hint = Msg(f"看起来像常见错误：{mistake.zh}", f"This looks like a common mistake: {mistake.en}")
             break
-    checks.assert_equal([n for n, _ in got], [names[i] for i in idx.tolist()], f"[name for name, _ in {what}]",
+    checks.assert_equal([n for n, _ in got], [names[i] for i in idx.tolist()], f"names({what})",
                         hint or PRED_NORMALIZE)
     whole = torch.full_like(got_conf, float(conf.max()))
-    checks.assert_close(got_conf, conf.double(), f"[conf for _, conf in {what}]", atol=1e-5, rtol=1e-4, rel_l2=1e-5,
+    checks.assert_close(got_conf, conf.double(), f"confidences({what})", atol=1e-5, rtol=1e-4, rel_l2=1e-5,
                         hint=hint or PRED_SOFTMAX, mistakes={PRED_PER_SAMPLE: whole} if len(images) > 1 else None)
 
 
@@ -678,7 +679,7 @@ def test_predictor_no_grad(student, rng, spec):
     checks.assert_true(bool(res["seen"]) and not any(grad for _, grad in res["seen"]),
                        Msg("`predict` 的前向在启用梯度的状态下运行", "predict ran the forward with grad mode on"),
                        PRED_NO_GRAD)
-    checks.assert_equal(res["grads"], [], "[name for name, p in model.named_parameters() if p.grad is not None]",
+    checks.assert_equal(res["grads"], [], "parameters_with_grad(model)",
                         PRED_NO_GRAD)
 
 
@@ -788,7 +789,7 @@ def test_log_epoch_scalars(student, rng):
     res = student.probe("run_log_epoch", epoch=epoch, metrics=metrics)
     _error(res, "error", what)
     _check_scalars(res, {_tag(k): v for k, v in metrics.items()}, epoch, what)
-    checks.assert_equal(len(res["calls"]), len(metrics), f"len({what}: writer calls)", LOG_TAG)
+    checks.assert_equal(len(res["calls"]), len(metrics), "len(writer.calls)", LOG_TAG)
 
 
 @graded(task="log_epoch", kind="accuracy", points=2, visibility="public")
@@ -804,7 +805,7 @@ def test_log_epoch_lr_and_histograms(student, rng):
     _error(res, "error", what)
     _check_scalars(res, {"Loss/train": metrics["train_loss"], "LearningRate": lr}, epoch, what)
     hists = _calls(res, "add_histogram")
-    checks.assert_equal(sorted(map(str, hists)), sorted(state), f"{what}: add_histogram tags", LOG_HIST)
+    checks.assert_equal(sorted(map(str, hists)), sorted(state), "sorted(histogram_tags)", LOG_HIST)
     for name, value in state.items():
         call = hists[name]
         checks.assert_equal(call["step"], epoch, f"{what}: add_histogram({name!r}, ..., global_step)", LOG_STEP)

@@ -88,7 +88,7 @@ def load_checkpoint_bytes(data: bytes, cap: int = CHECKPOINT_CAP, what: str = "c
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
         raise ArtifactRefused(Msg(
             f"{what}：无法用 `torch.load(path, weights_only=True)` 加载（{detail}）。PyTorch 2.6 起默认 "
-            "`weights_only=True`，用 `torch.save(model)` 保存的整个模型（pickle 的类）无法加载：请保存 "
+            "`weights_only=True`，用 `torch.save(model)` 保存的整个模型（`pickle` 的类）无法加载：请保存 "
             "`model.state_dict()` 等只含张量和数字的字典",
             f"{what}: it does not load with torch.load(path, weights_only=True) ({detail}). Since PyTorch 2.6 "
             "weights_only=True is the default and a whole model saved with torch.save(model) (a pickled class) "
@@ -235,17 +235,17 @@ def run_onnx(data: bytes, inputs: Sequence[np.ndarray], what: str = "ONNX", cap:
                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=ORT_WALL_S,
                                   preexec_fn=_limit_child)
         except subprocess.TimeoutExpired:
-            raise ArtifactRefused(Msg(f"{what}：onnxruntime 在 {ORT_WALL_S:g} 秒内没有完成",
+            raise ArtifactRefused(Msg(f"{what}：`onnxruntime` 在 {ORT_WALL_S:g} 秒内没有完成",
                                       f"{what}: onnxruntime did not finish within {ORT_WALL_S:g} s")) from None
         report_path = os.path.join(folder, "report.json")
         if done.returncode != 0 or not os.path.exists(report_path):
             tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-            raise ArtifactRefused(Msg(f"{what}：onnxruntime 运行这个模型时崩溃了（{tail[0][:300]}）",
+            raise ArtifactRefused(Msg(f"{what}：`onnxruntime` 运行这个模型时崩溃了（{tail[0][:300]}）",
                                       f"{what}: onnxruntime crashed running this model ({tail[0][:300]})"))
         with open(report_path, encoding="utf-8") as f:
             report = json.load(f)
         if report.get("session_error"):
-            raise ArtifactRefused(Msg(f"{what}：onnxruntime 无法加载这个模型：{report['session_error']}",
+            raise ArtifactRefused(Msg(f"{what}：`onnxruntime` 无法加载这个模型：{report['session_error']}",
                                       f"{what}: onnxruntime cannot load this model: {report['session_error']}"))
         run = OnnxRun(inputs=report["inputs"], outputs=report["outputs"], errors=list(report["runs"]))
         for i, error in enumerate(run.errors):
