@@ -755,8 +755,10 @@ def test_predictor_batch_speed(student, reference_worker, spec, rng):
 
 # -- T14.5 log_epoch -----------------------------------------------------------------------------------
 def _tag(key: str) -> str:
-    split, _, name = key.partition("_")
-    return f"{name.capitalize()}/{split}" if name else key
+    if "_" not in key:
+        return key
+    head, tail = key.split("_", 1)
+    return tail.capitalize() + "/" + head
 
 
 def _calls(res: dict[str, Any], method: str) -> dict[Any, dict[str, Any]]:

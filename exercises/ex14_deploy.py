@@ -170,35 +170,14 @@ def onnx_predict(path: str, x: np.ndarray) -> np.ndarray:
 class Predictor:
     """推理封装（服务端的处理逻辑，不含 Web 框架）。
 
-    - ``__init__``：保存 ``model`` 并调用 ``model.eval()``（传入的模型可能处于 train 模式）；``class_names[i]``
-      是第 ``i`` 类的名字；``mean``、``std`` 是 3 个通道的归一化参数；``size`` 是模型输入的边长。
-    - ``predict(images)``：``images`` 是 ``(B, 3, H, W)``、取值在 ``[0, 1]`` 的浮点张量（``B`` 可以是 1）。
-      预处理：转为 ``float32``；若 ``(H, W) != (size, size)``，用
-      ``F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)`` 缩放；再按通道
-      ``(x - mean) / std``。然后在 eval 模式、``torch.no_grad()``（或 ``torch.inference_mode()``）中**整批一次**
-      前向，``probs = softmax(logits, dim=1)``，**逐样本** ``conf, idx = probs.max(dim=1)``。返回长度为 ``B`` 的
-      列表，每个元素是元组 ``(class_names[idx], conf)``，``conf`` 是 Python ``float``。不要 ``squeeze()``。
-    - ``predict_bytes(data)``：``data`` 是 PNG/JPEG 图像的字节。用 PIL ``Image.open(io.BytesIO(data))``，
-      ``convert("RGB")``（灰度图和 RGBA 图都要转换），``resize((size, size), Image.Resampling.BILINEAR)``，
-      转成 ``(3, size, size)``、除以 255 的 ``float32`` 张量，加上批维（``unsqueeze(0)``）后交给 ``predict``，
-      返回那一个元组。无法解码的字节抛出 ``ValueError``。
+    ``__init__``：保存 ``model`` 并调用 ``model.eval()``（传入的模型可能处于 train 模式）；``class_names[i]``
+    是第 ``i`` 类的名字；``mean``、``std`` 是 3 个通道的归一化参数；``size`` 是模型输入的边长。
 
     An inference wrapper (the server's handler logic, without a web framework).
 
-    - ``__init__``: keep ``model`` and call ``model.eval()`` (the model may come in train mode);
-      ``class_names[i]`` names class ``i``; ``mean`` and ``std`` normalise the 3 channels; ``size`` is the
-      side of the model's input.
-    - ``predict(images)``: ``images`` is a ``(B, 3, H, W)`` float tensor with values in ``[0, 1]`` (``B`` may
-      be 1). Preprocess: to ``float32``; if ``(H, W) != (size, size)``, resize with
-      ``F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)``; then ``(x - mean) / std``
-      per channel. Then **one** forward for the whole batch in eval mode under ``torch.no_grad()`` (or
-      ``torch.inference_mode()``), ``probs = softmax(logits, dim=1)``, **per sample**
-      ``conf, idx = probs.max(dim=1)``. Return a list of ``B`` tuples ``(class_names[idx], conf)`` with
-      ``conf`` a Python ``float``. Don't ``squeeze()``.
-    - ``predict_bytes(data)``: ``data`` holds a PNG/JPEG image. PIL ``Image.open(io.BytesIO(data))``,
-      ``convert("RGB")`` (grayscale and RGBA images too), ``resize((size, size), Image.Resampling.BILINEAR)``,
-      to a ``(3, size, size)`` ``float32`` tensor divided by 255, add the batch dim (``unsqueeze(0)``), pass
-      it to ``predict`` and return its one tuple. Bytes that do not decode raise ``ValueError``.
+    ``__init__``: keep ``model`` and call ``model.eval()`` (the model may come in train mode);
+    ``class_names[i]`` names class ``i``; ``mean`` and ``std`` normalise the 3 channels; ``size`` is the
+    side of the model's input.
     """
 
     def __init__(self, model: nn.Module, class_names: list[str], mean: Sequence[float], std: Sequence[float],
@@ -206,9 +185,46 @@ class Predictor:
         raise NotImplementedError("TODO: Predictor.__init__")
 
     def predict(self, images: torch.Tensor) -> list[tuple[str, float]]:
+        """预测一批图片，每张返回一个 ``(类别名, 置信度)``。
+
+        - ``images`` 是 ``(B, 3, H, W)``、取值在 ``[0, 1]`` 的浮点张量（``B`` 可以是 1）。
+        - 预处理：转为 ``float32``；若 ``(H, W) != (size, size)``，用
+          ``F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)`` 缩放；再按通道
+          ``(x - mean) / std``。
+        - 在 eval 模式、``torch.no_grad()``（或 ``torch.inference_mode()``）中**整批一次**前向（不要逐张循环），
+          ``probs = softmax(logits, dim=1)``，**逐样本** ``conf, idx = probs.max(dim=1)``。
+        - 返回长度为 ``B`` 的列表，每个元素是元组 ``(class_names[idx], conf)``，``conf`` 是 Python ``float``。
+          不要 ``squeeze()``。
+
+        Predict a batch of images: one ``(class name, confidence)`` per image.
+
+        - ``images`` is a ``(B, 3, H, W)`` float tensor with values in ``[0, 1]`` (``B`` may be 1).
+        - Preprocess: to ``float32``; if ``(H, W) != (size, size)``, resize with
+          ``F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)``; then
+          ``(x - mean) / std`` per channel.
+        - **One** forward for the whole batch (no loop over images) in eval mode under ``torch.no_grad()``
+          (or ``torch.inference_mode()``), ``probs = softmax(logits, dim=1)``, **per sample**
+          ``conf, idx = probs.max(dim=1)``.
+        - Return a list of ``B`` tuples ``(class_names[idx], conf)`` with ``conf`` a Python ``float``. Don't
+          ``squeeze()``.
+        """
         raise NotImplementedError("TODO: Predictor.predict")
 
     def predict_bytes(self, data: bytes) -> tuple[str, float]:
+        """从图像文件的字节预测（PNG/JPEG），返回一个 ``(类别名, 置信度)``。
+
+        用 PIL ``Image.open(io.BytesIO(data))``，``convert("RGB")``（灰度图和 RGBA 图都要转换），
+        ``resize((size, size), Image.Resampling.BILINEAR)``，转成 ``(3, size, size)``、除以 255 的 ``float32``
+        张量，加上批维（``unsqueeze(0)``）后交给 ``predict``，返回那一个元组。无法解码的字节抛出
+        ``ValueError``。
+
+        Predict from the bytes of an image file (PNG/JPEG): one ``(class name, confidence)``.
+
+        PIL ``Image.open(io.BytesIO(data))``, ``convert("RGB")`` (grayscale and RGBA images too),
+        ``resize((size, size), Image.Resampling.BILINEAR)``, to a ``(3, size, size)`` ``float32`` tensor
+        divided by 255, add the batch dim (``unsqueeze(0)``), pass it to ``predict`` and return its one tuple.
+        Bytes that do not decode raise ``ValueError``.
+        """
         raise NotImplementedError("TODO: Predictor.predict_bytes")
 
 

@@ -23,7 +23,7 @@ def save_checkpoint(path: str, model: nn.Module, optimizer: torch.optim.Optimize
     if scheduler is not None:
         checkpoint["scheduler_state_dict"] = scheduler.state_dict()
     for key, value in extra.items():
-        if isinstance(value, torch.Tensor):
+        if torch.is_tensor(value):
             value = value.item()  # a loss tensor would carry its graph and reload with requires_grad=True
         checkpoint[key] = value
     torch.save(checkpoint, path)
@@ -79,9 +79,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str, dynamic_batc
 
 
 def onnx_predict(path: str, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    from onnxruntime import InferenceSession
 
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    session = InferenceSession(path, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
