@@ -73,6 +73,8 @@ SD_CONTAINER = Msg("容器键可能不同，或者文件直接就是 `state_dict
 SD_COMPILED = Msg("`torch.compile` 保存的键带 `'_orig_mod.'` 前缀，也要去掉（两种前缀可能叠在一起）",
                   "Keys saved from torch.compile carry an '_orig_mod.' prefix: strip it too (the two prefixes can be "
                   "stacked)")
+SD_DEFAULT = Msg("`strict` 默认为 `True`：缺少键时 `load_state_dict` 应抛出 `RuntimeError`",
+                 "strict defaults to True: with keys missing, load_state_dict raises RuntimeError")
 SD_STRICT = Msg("`load_weights` 返回 `load_state_dict(..., strict=strict)` 报告的 `(missing_keys, unexpected_keys)` 两个列表",
                 "load_weights returns the two lists (missing_keys, unexpected_keys) that "
                 "load_state_dict(..., strict=strict) reports")
@@ -80,6 +82,8 @@ SD_STRICT = Msg("`load_weights` 返回 `load_state_dict(..., strict=strict)` 报
 ONNX_DYNAMIC = Msg("ONNX 模型的批大小被固定了：请声明动态批维度（`dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}}`"
                    " 或 `dynamic_shapes`）", "The ONNX model's batch size is fixed: declare a dynamic batch "
                    "(dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}}, or dynamic_shapes)")
+ONNX_OPSET = Msg("默认 `opset=18`：`torch.onnx.export(..., opset_version=opset)`",
+                 "The default is opset=18: torch.onnx.export(..., opset_version=opset)")
 ONNX_STATIC = Msg("`dynamic_batch=False` 时批维度应固定为示例输入的批大小", "With dynamic_batch=False the batch "
                   "dimension is fixed to the example's batch size")
 ONNX_NAMES = Msg("导出时请指定 `input_names=['input']`、`output_names=['output']`",
@@ -439,6 +443,8 @@ def test_clean_state_dict_hidden_forms(student, rng):
     checks.assert_equal(res["returned"], [["head.weight", "head.bias"], []], what, SD_STRICT)
     for name in ("encoder.module.weight", "encoder.module.bias"):
         checks.assert_close(res["params"][name], state[name], f"{what}: model[{name!r}]", atol=0, rtol=0, rel_l2=0)
+    res = student.probe("load_weights_file", blob=_saved(partial), d=d, h=h, k=k, x=x, strict=None, seed=_seed(rng))
+    checks.assert_equal(res.get("error_type"), "RuntimeError", "load_weights(model, path_missing_head)", SD_DEFAULT)
 
 
 # -- T14.3 ONNX ----------------------------------------------------------------------------------------
@@ -487,6 +493,8 @@ def test_export_onnx_dynamic_batch(student, rng, spec):
     run = _ort(data, xs, what)
     checks.assert_equal([i["name"] for i in run.inputs], ["input"], f"{what}: input_names", ONNX_NAMES)
     checks.assert_equal([o["name"] for o in run.outputs], ["output"], f"{what}: output_names", ONNX_NAMES)
+    opsets = {o.domain: o.version for o in check_onnx_bytes(data, spec.param("file_cap"), what).opset_import}
+    checks.assert_equal(opsets.get("", opsets.get("ai.onnx")), 18, "model.opset_import[''].version", ONNX_OPSET)
     batch = run.inputs[0]["shape"][0]
     checks.assert_true(isinstance(batch, str), Msg(f"{what}：输入的批维度是固定的 {batch}", f"{what}: the input's batch "
                                                    f"dimension is fixed at {batch}"), ONNX_DYNAMIC)

@@ -189,15 +189,17 @@ class _Encoded(nn.Module):
 
 @probe
 def load_weights_file(impl: ModuleType, blob: torch.Tensor, d: int, h: int, k: int, x: torch.Tensor,
-                      strict: bool = True, seed: int = 0) -> dict[str, Any]:
+                      strict: bool | None = True, seed: int = 0) -> dict[str, Any]:
     """Write a file the grader made (bytes), build ``_Encoded(d, h, k)`` (seeded, float64) and
-    ``load_weights`` it; return the outputs on ``x`` (eval, no grad), the parameters and what it
-    returned. What it trusts: the outputs and parameters, which the grader computes from its file."""
+    ``load_weights`` it (``strict=None``: the argument left to its default); return the outputs on
+    ``x`` (eval, no grad), the parameters and what it returned or raised. What it trusts: the outputs
+    and parameters, which the grader computes from its file; the exception type as ``common.raises``."""
     result: dict[str, Any] = {}
     path = write_scratch_bytes(_join(scratch_dir("ex14_weights_"), "weights.pt"), blob)
     torch.manual_seed(seed)
     model = _Encoded(d, h, k).double()
-    returned = _run(result, impl, lambda: impl.load_weights(model, path, strict=strict))
+    kwargs = {} if strict is None else {"strict": strict}
+    returned = _run(result, impl, lambda: impl.load_weights(model, path, **kwargs))
     if result.get("error"):
         return result
     result["returned"] = plain(returned)
