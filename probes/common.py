@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import traceback
 
 from types import ModuleType
@@ -22,6 +24,8 @@ _ADAM = torch.optim.Adam
 _CROSS_ENTROPY = F.cross_entropy
 _RANDPERM = torch.randperm
 _NO_GRAD = torch.no_grad
+_mkdtemp, _open, _stat, _isfile = tempfile.mkdtemp, open, os.stat, os.path.isfile
+_frombuffer, _UINT8 = torch.frombuffer, torch.uint8
 
 
 _TENSOR = torch.Tensor
@@ -35,6 +39,36 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return f"<{type(value).__name__}>"
+
+
+def scratch_dir(prefix: str) -> str:
+    """A fresh private folder in the sandbox's temp space (mode 0700) for files a task writes."""
+    return _mkdtemp(prefix=prefix)
+
+
+def read_scratch_bytes(path: str, cap: int) -> dict[str, Any]:
+    """A file student code wrote, as data for the grader: ``{"bytes": uint8 tensor, "size": n}``;
+    ``{"missing": True}`` when there is no file, ``{"too_large": True, "size": n}`` over ``cap``
+    bytes (nothing is read then). The grader checks the cap again (``grader/artifacts.py``): this
+    runs next to student code, so the cap here only keeps a huge file off the wire."""
+    if not _isfile(path):
+        return {"missing": True}
+    size = _stat(path).st_size
+    if size > cap:
+        return {"too_large": True, "size": int(size)}
+    with _open(path, "rb") as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        return {"too_large": True, "size": len(data)}
+    return {"bytes": _frombuffer(bytearray(data), dtype=_UINT8) if data else torch.zeros(0, dtype=_UINT8),
+            "size": len(data)}
+
+
+def write_scratch_bytes(path: str, data: torch.Tensor) -> str:
+    """Write bytes the grader made (a uint8 tensor) to ``path`` in a scratch folder; returns ``path``."""
+    with _open(path, "wb") as f:
+        f.write(data.numpy().tobytes())
+    return path
 
 
 def describe_error(exc: BaseException, impl: ModuleType | None = None) -> str:
