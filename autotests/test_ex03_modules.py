@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded, grading_run
@@ -110,9 +111,6 @@ ACT_AFTER_HEAD = Msg("输出头后不应有激活", "No activation after the hea
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _distinct_dims(rng: torch.Generator, n: int, low: int = 3, high: int = 24) -> list[int]:
     return [int(v) + low for v in torch.randperm(high - low, generator=rng)[:n]]
@@ -226,7 +224,7 @@ MLP_PUBLIC = {"in_dim": 12, "hidden_dims": [10, 7], "out_dim": 5}
 def test_mlp_output_shape(student, rng):
     """MLP(12, [10, 7], 5) maps (6, 12) and (6, 3, 2, 2) inputs to (6, 5) logits."""
     for x in (torch.randn(6, 12, generator=rng), torch.randn(6, 3, 2, 2, generator=rng)):
-        res = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=_seed(rng))
+        res = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=seed_from(rng))
         out, what = res["outs"][0], f"MLP(12, [10, 7], 5)(x{list(x.shape)})"
         checks.assert_dtype(out, torch.float32, what)
         checks.assert_shape(out, (6, 5), what, hint=FLATTEN if _batch_changed(out, 6) else None)
@@ -236,7 +234,7 @@ def test_mlp_output_shape(student, rng):
 def test_mlp_forward_values(student, rng):
     """In float64 the output equals Linear → ReLU → Linear → ReLU → Linear computed from the model's own layers."""
     x = torch.randn(9, 3, 4, dtype=torch.float64, generator=rng)
-    res = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=_seed(rng), dtype=torch.float64)
+    res = _run_mlp(student, config=MLP_PUBLIC, x=x, seed=seed_from(rng), dtype=torch.float64)
     chain = _mlp_chain(res, [12, 10, 7, 5], "MLP(12, [10, 7], 5)")
     expected = _mlp_expected(x, chain)
     checks.assert_close(res["outs"][0], expected, "MLP(12, [10, 7], 5).eval()(x)",
@@ -249,7 +247,7 @@ def test_mlp_parameters_registered(student, rng):
     config = {**MLP_PUBLIC, "batch_norm": True}
     x = torch.randn(8, 12, generator=rng)
     g = torch.randn(8, 5, generator=rng)
-    res = student.probe("mlp_grads", config=config, x=x, grad_output=g, seed=_seed(rng))
+    res = student.probe("mlp_grads", config=config, x=x, grad_output=g, seed=seed_from(rng))
     shapes = sorted(res["param_shapes"])
     expected = sorted([[10, 12], [10], [10], [10], [7, 10], [7], [7], [7], [5, 7], [5]])
     checks.assert_true(len(shapes) >= len(expected), Msg(
@@ -271,7 +269,7 @@ def _fit(student, spec, rng, blobs: str, fit: str, config: dict) -> tuple[dict, 
     x, y = _blobs(rng, b["n_train"] + b["n_eval"], b["dim"], b["classes"], b["spread"])
     n = b["n_train"]
     res = student.probe("mlp_fit", config={"in_dim": b["dim"], "out_dim": b["classes"], **config},
-                        x_train=x[:n], y_train=y[:n], x_eval=x[n:], seed=_seed(rng), **spec.param(fit))
+                        x_train=x[:n], y_train=y[:n], x_eval=x[n:], seed=seed_from(rng), **spec.param(fit))
     checks.assert_true(res.get("n_params") != 0, Msg("MLP 没有任何已注册的参数，无法训练",
                                                      "The MLP has no registered parameters, so it cannot be trained"),
                        REGISTER)
@@ -308,16 +306,16 @@ def test_mlp_learns_blobs(student, spec, rng):
 def test_mlp_edge_shapes(student, rng):
     """No hidden layer, batch 1 in eval mode with BN, float64, meta, image-shaped and non-contiguous inputs."""
     x = torch.randn(4, 6, generator=rng)
-    res = _run_mlp(student, config={"in_dim": 6, "hidden_dims": [], "out_dim": 3}, x=x, seed=_seed(rng))
+    res = _run_mlp(student, config={"in_dim": 6, "hidden_dims": [], "out_dim": 3}, x=x, seed=seed_from(rng))
     (w, b), = _mlp_chain(res, [6, 3], "MLP(6, [], 3)")
     checks.assert_close(res["outs"][0], x @ w.T + b, "MLP(6, [], 3)(x)")
 
     config = {"in_dim": 10, "hidden_dims": [8, 5], "out_dim": 4, "dropout": 0.3, "batch_norm": True}
-    res = _run_mlp(student, config=config, x=torch.randn(1, 10, generator=rng), seed=_seed(rng))
+    res = _run_mlp(student, config=config, x=torch.randn(1, 10, generator=rng), seed=seed_from(rng))
     checks.assert_shape(res["outs"][0], (1, 4), "MLP(10, [8, 5], 4, dropout=0.3, batch_norm=True).eval()(x[1, 10])")
 
     x64 = torch.randn(3, 10, dtype=torch.float64, generator=rng)
-    res = _run_mlp(student, config=config, x=x64, seed=_seed(rng), dtype=torch.float64)
+    res = _run_mlp(student, config=config, x=x64, seed=seed_from(rng), dtype=torch.float64)
     checks.assert_dtype(res["outs"][0], torch.float64, "MLP(...).double()(x)")
 
     res = _run_mlp(student, config=config, x=torch.empty(5, 10, device="meta"), seed=0, device="meta")
@@ -326,12 +324,12 @@ def test_mlp_edge_shapes(student, rng):
 
     images = torch.randn(3, 1, 28, 28, generator=rng)
     res = _run_mlp(student, config={"in_dim": 784, "hidden_dims": [16], "out_dim": 10}, x=images,
-                        seed=_seed(rng))
+                        seed=seed_from(rng))
     checks.assert_shape(res["outs"][0], (3, 10), "MLP(784, [16], 10)(x[3, 1, 28, 28])",
                         hint=FLATTEN if _batch_changed(res["outs"][0], 3) else None)
 
     x = torch.randn(5, 4, 3, generator=rng)
-    res = student.probe("mlp_forward", config=MLP_PUBLIC, x=x.transpose(1, 2).contiguous(), seed=_seed(rng),
+    res = student.probe("mlp_forward", config=MLP_PUBLIC, x=x.transpose(1, 2).contiguous(), seed=seed_from(rng),
                         transpose=[1, 2])
     what = "MLP(12, [10, 7], 5)(x.transpose(1, 2).contiguous().transpose(1, 2))"
     _no_error(res, what, NON_CONTIGUOUS)
@@ -344,7 +342,7 @@ def test_mlp_keeps_batch_dimension(student, rng):
     for shape in ((6, 8), (4, 2, 6)):  # 48 values: view(-1, 16) would silently make 3 rows
         x = torch.randn(*shape, generator=rng)
         res = student.probe("mlp_forward", config={"in_dim": 16, "hidden_dims": [9], "out_dim": 2}, x=x,
-                            seed=_seed(rng))
+                            seed=seed_from(rng))
         if res["error"] is None:
             out = res["outs"][0]
             rows = list(out.shape)[0] if isinstance(out, torch.Tensor) and out.dim() else None
@@ -379,7 +377,7 @@ def test_mlp_train_eval_modes(student, rng):
     dims = [d0, d1, d2, d3]
     x = torch.randn(16, d0, dtype=torch.float64, generator=rng)
     bn = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3, "batch_norm": True}
-    res = _run_mlp(student, config=bn, x=x, modes=["train"], seed=_seed(rng), dtype=torch.float64)
+    res = _run_mlp(student, config=bn, x=x, modes=["train"], seed=seed_from(rng), dtype=torch.float64)
     chain = _mlp_chain(res, dims, "MLP(batch_norm=True)")
     norms = _mlp_norms(res, [d1, d2], "MLP(batch_norm=True)")
     checks.assert_close(res["outs"][0], _mlp_expected(x, chain, norms, train=True), "MLP(batch_norm=True).train()(x)",
@@ -387,7 +385,7 @@ def test_mlp_train_eval_modes(student, rng):
                                   BN_MISSING: _mlp_expected(x, chain)})
 
     drop = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3, "dropout": 0.5}
-    res = _run_mlp(student, config=drop, x=x, modes=["eval", "eval", "train"], seed=_seed(rng),
+    res = _run_mlp(student, config=drop, x=x, modes=["eval", "eval", "train"], seed=seed_from(rng),
                    dtype=torch.float64)
     chain = _mlp_chain(res, dims, "MLP(dropout=0.5)")
     eval1, eval2, train = res["outs"]
@@ -403,7 +401,7 @@ def test_mlp_train_eval_modes(student, rng):
     # dropped (0) or kept and scaled by 1 / (1 - p) = 2, and some must be dropped.
     one = {"in_dim": d0, "hidden_dims": [d1], "out_dim": d3, "dropout": 0.5}
     x = torch.randn(64, d0, dtype=torch.float64, generator=rng)
-    res = _run_mlp(student, config=one, x=x, modes=["train"], seed=_seed(rng), dtype=torch.float64)
+    res = _run_mlp(student, config=one, x=x, modes=["train"], seed=seed_from(rng), dtype=torch.float64)
     chain = _mlp_chain(res, [d0, d1, d3], "MLP(dropout=0.5)")
     what = f"MLP({d0}, [{d1}], {d3}, dropout=0.5).train()(x)"
     z = _last_layer_preimage(res["outs"][0], chain[-1], what)
@@ -420,7 +418,7 @@ def test_mlp_train_eval_modes(student, rng):
 
     plain = {"in_dim": d0, "hidden_dims": [d1, d2], "out_dim": d3}
     x = x[:16]
-    res = _run_mlp(student, config=plain, x=x, modes=["train", "eval"], seed=_seed(rng), dtype=torch.float64)
+    res = _run_mlp(student, config=plain, x=x, modes=["train", "eval"], seed=seed_from(rng), dtype=torch.float64)
     chain = _mlp_chain(res, dims, "MLP(dropout=0)")
     for out, mode in zip(res["outs"], ("train", "eval")):
         checks.assert_close(out, _mlp_expected(x, chain), f"MLP(dropout=0).{mode}()(x)",
@@ -608,7 +606,7 @@ def _check_kaiming_fan_out(w: torch.Tensor, rtol: float, tail: float, what: str)
 @graded(task="init_weights", kind="accuracy", points=2, visibility="public")
 def test_init_linear_xavier_uniform(student, spec, rng):
     """Linear(1000, 1000): |w| ≤ √(6/2000), std ≈ √(2/2000) within 5%, bias exactly 0."""
-    res = _init(student, [["linear", 1000, 1000]], "nn.Linear(1000, 1000).apply(init_weights)", seed=_seed(rng))
+    res = _init(student, [["linear", 1000, 1000]], "nn.Linear(1000, 1000).apply(init_weights)", seed=seed_from(rng))
     _check_xavier(res["params"]["0.weight"], spec.param("init_std_rtol"), "Linear(1000, 1000).weight")
     _check_zero(res["params"]["0.bias"], "Linear(1000, 1000).bias")
 
@@ -616,7 +614,7 @@ def test_init_linear_xavier_uniform(student, spec, rng):
 @graded(task="init_weights", kind="accuracy", points=1, visibility="public")
 def test_init_conv_kaiming_fan_out(student, spec, rng):
     """Conv2d(64, 256, 3): normal weights with std ≈ √(2/(256·9)) within 5% (fan_out), bias exactly 0."""
-    res = _init(student, [["conv2d", 64, 256, 3]], "nn.Conv2d(64, 256, 3).apply(init_weights)", seed=_seed(rng))
+    res = _init(student, [["conv2d", 64, 256, 3]], "nn.Conv2d(64, 256, 3).apply(init_weights)", seed=seed_from(rng))
     _check_kaiming_fan_out(res["params"]["0.weight"], spec.param("init_std_rtol"), spec.param("normal_tail_ratio"),
                            "Conv2d(64, 256, 3).weight")
     _check_zero(res["params"]["0.bias"], "Conv2d(64, 256, 3).bias")
@@ -626,7 +624,7 @@ def test_init_conv_kaiming_fan_out(student, spec, rng):
 def test_init_batchnorm(student, rng):
     """BatchNorm1d and BatchNorm2d (parameters first set to 0.5) end with weight 1 and bias 0."""
     res = _init(student, [["bn1d", 6], ["bn2d", 4]], "nn.Sequential(nn.BatchNorm1d(6), nn.BatchNorm2d(4)).apply(init_weights)",
-                prefill=0.5, seed=_seed(rng))
+                prefill=0.5, seed=seed_from(rng))
     for name, value in (("0.weight", 1.0), ("0.bias", 0.0), ("1.weight", 1.0), ("1.bias", 0.0)):
         t = res["params"][name]
         checks.assert_close(t, torch.full_like(t, value), f"BatchNorm {name}", atol=0, rtol=0, rel_l2=0, hint=BN_INIT)
@@ -637,7 +635,7 @@ def test_init_layers_without_bias(student, spec, rng):
     """Linear and Conv2d built with bias=False are initialised without an error."""
     res = _init(student, [["linear", 300, 200, False], ["conv2d", 16, 32, 3, False]],
                 "nn.Sequential(nn.Linear(300, 200, bias=False), nn.Conv2d(16, 32, 3, bias=False)).apply(init_weights)",
-                seed=_seed(rng))
+                seed=seed_from(rng))
     rtol = spec.param("init_std_rtol")
     _check_xavier(res["params"]["0.weight"], rtol, "Linear(300, 200, bias=False).weight")
     _check_kaiming_fan_out(res["params"]["1.weight"], rtol, spec.param("normal_tail_ratio"),
@@ -673,7 +671,7 @@ def test_init_in_place_and_trainable(student, spec, request, rng):
     x = torch.randn(4, 6, generator=rng)
     g = torch.randn(4, 3, generator=rng)
     layers = [["linear", 6, 5], ["relu"], ["linear", 5, 3]]
-    res = _init(student, layers, "model.apply(init_weights)", seed=_seed(rng), x=x, grad_output=g)
+    res = _init(student, layers, "model.apply(init_weights)", seed=seed_from(rng), x=x, grad_output=g)
     # What the probe saw next to student code only chooses the hint; the verdict is the gradients' values.
     hint = IN_PLACE if res["replaced"] or res["missing"] or res["not_trainable_leaf"] else None
     p = {name: t.detach().clone().requires_grad_(True) for name, t in res["params"].items()}
@@ -698,7 +696,7 @@ def test_init_nested_model(student, rng):
         ["embedding", 10, 4],
         ["linear", 30, 20],
     ]
-    res = _init(student, layers, "nested_model.apply(init_weights)", prefill=0.5, seed=_seed(rng))
+    res = _init(student, layers, "nested_model.apply(init_weights)", prefill=0.5, seed=seed_from(rng))
     params = res["params"]
     for name in ("0.0.weight", "0.3.0.weight", "0.3.1.weight", "2.weight"):
         checks.assert_true(not bool((params[name] == 0.5).all()), Msg(
@@ -796,7 +794,7 @@ def _check_dropout_effect(student, rng: torch.Generator, p: float) -> None:
     x = torch.rand(b, d, generator=rng)
     what = f"build_sequential([{d}, {d}, {d}], dropout={p}).train()(x)"
     res = student.probe("sequential_probe", sizes=[d, d, d], dropout=p, state=state, x=x, train=True,
-                        seed=_seed(rng))
+                        seed=seed_from(rng))
     out = _seq_out(res, what)
     checks.assert_shape(out, (b, d), what)
     kept = (x + 10) / (1 - p)
@@ -873,8 +871,8 @@ def test_build_sequential_loads_reference_state(student, reference, rng):
     """A state_dict saved from the reference model loads (strictly) and gives the reference's eval output."""
     sizes = _distinct_dims(rng, 4)
     x = torch.randn(6, sizes[0], generator=rng)
-    ref = reference.probe("sequential_probe", sizes=sizes, x=x, dropout=0.3, seed=_seed(rng))
-    res = student.probe("sequential_probe", sizes=sizes, x=x, dropout=0.3, state=ref["state"], seed=_seed(rng))
+    ref = reference.probe("sequential_probe", sizes=sizes, x=x, dropout=0.3, seed=seed_from(rng))
+    res = student.probe("sequential_probe", sizes=sizes, x=x, dropout=0.3, state=ref["state"], seed=seed_from(rng))
     what = f"build_sequential({sizes}, dropout=0.3), load_state_dict(reference.state_dict())"
     checks.assert_close(_seq_out(res, what), ref["out"], what)
 
@@ -891,7 +889,7 @@ def _head_keys(heads: dict[str, int]) -> list[str]:
 def test_multihead_output_shapes(student, rng):
     """MultiHeadNet(6, 9, {cls: 4, reg: 1, aux: 7}) gives (B, size) per head; an unknown head raises KeyError."""
     x = torch.randn(5, 6, generator=rng)
-    seed = _seed(rng)
+    seed = seed_from(rng)
     for head, size in HEADS.items():
         res = student.probe("multihead_forward", in_dim=6, hidden=9, heads=HEADS, x=x, head=head, seed=seed, catch=True)
         mismatch = "cannot be multiplied" in (res.get("error") or "")  # a head that expects in_dim features
@@ -933,7 +931,7 @@ def test_multihead_heads_registered(student, rng):
     x = torch.randn(5, 6, generator=rng)
     g = torch.randn(5, 1, generator=rng)
     res = student.probe("multihead_grads", in_dim=6, hidden=9, heads=HEADS, x=x, head="reg", grad_output=g,
-                        seed=_seed(rng))
+                        seed=seed_from(rng))
     head_keys = [k for k in _head_keys(HEADS) if k.startswith("heads.")]
     unregistered = [k for k in head_keys if k not in res["registered"]]
     checks.assert_true(not unregistered, Msg(f"这些输出头参数不在 model.parameters() 中：{unregistered}",
@@ -968,7 +966,7 @@ def test_multihead_devices_and_names(student, rng):
                             f"Head {name!r} on the meta device raised {res['errors'][name]}"))
         checks.assert_shape(res["outs"][name], (4, size), f"MultiHeadNet(...).to('meta')(x, {name!r})")
         checks.assert_device(res["outs"][name], "meta", f"MultiHeadNet(...).to('meta')(x, {name!r})")
-    res = student.probe("multihead_moved", in_dim=7, hidden=11, heads=heads, batch=4, seed=_seed(rng),
+    res = student.probe("multihead_moved", in_dim=7, hidden=11, heads=heads, batch=4, seed=seed_from(rng),
                         dtype=torch.float64)
     for name in heads:
         if name in res["errors"]:
@@ -994,7 +992,7 @@ def test_multihead_runs_only_selected_head(student, reference_worker, spec, rng)
     to student code).
     """
     p = spec.param("selected_head_cost")
-    fill_seed = _seed(rng)
+    fill_seed = seed_from(rng)
     heads = {f"task{i}": p["head_out"] for i in range(p["heads"])}
 
     key = f"selected-{fill_seed}"
@@ -1023,7 +1021,7 @@ def test_multihead_speed(student, reference_worker, spec, rng):
     """With 10 large heads a forward pass costs no more than a few times the reference's."""
     p = spec.param("multihead_speed")
     heads = {f"task{i}": p["head_out"] for i in range(p["heads"])}
-    fill_seed = _seed(rng)
+    fill_seed = seed_from(rng)
 
     key = f"speed-{fill_seed}"
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -121,9 +122,6 @@ RESIZE_THEN_CROP = Msg("测试变换应为 Resize(size) → CenterCrop(size) →
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _error(res: dict, what: str, hint: Msg | None = None) -> None:
     if res.get("error"):
@@ -241,7 +239,7 @@ def test_array_dataset_lookup_speed(student, reference_worker, spec, rng):
         checks.assert_close(got["sample_sum"], want["sample_sum"], "sum(ds[i][0] for i in lookups)", atol=1e-3)
         checks.assert_equal(got["label_sum"], want["label_sum"], "sum(ds[i][1] for i in lookups)")
 
-    result = compare_speed(run(student), run(reference_worker), lambda i: _seed(rng), check,
+    result = compare_speed(run(student), run(reference_worker), lambda i: seed_from(rng), check,
                            rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
                            factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "ArrayDataset.__getitem__", hint=CONVERT_ONCE)
@@ -476,7 +474,7 @@ def _check_split(res: dict, n: int, val_fraction: float, batch_size: int, what: 
 @graded(task="make_loaders", kind="shape", points=1, visibility="public")
 def test_make_loaders_split_sizes(student, rng):
     """23 samples, val_fraction=0.3, batch_size=5: 17 train in batches 5,5,5,2; 6 val in 5,1; no overlap."""
-    res = _loaders(student, 23, 0.3, 5, _seed(rng))
+    res = _loaders(student, 23, 0.3, 5, seed_from(rng))
     _check_split(res, 23, 0.3, 5, "make_loaders(ds[23], 0.3, 5)")
 
 
@@ -484,7 +482,7 @@ def test_make_loaders_split_sizes(student, rng):
 def test_make_loaders_reproducible(student, rng):
     """The same seed gives the same split and first-epoch order whatever the global RNG; other seeds differ;
     val keeps its order, train reshuffles every epoch."""
-    seed = _seed(rng)
+    seed = seed_from(rng)
     what = f"make_loaders(ds[40], 0.25, 8, seed={seed})"
     first = _loaders(student, 40, 0.25, 8, seed, global_seeds=(1, 2))
     second = _loaders(student, 40, 0.25, 8, seed, global_seeds=(3, 4))
@@ -510,7 +508,7 @@ def test_make_loaders_edge_cases(student, rng):
     """val_fraction=0 gives an empty val loader, 0.5 of 9 gives 4, a 1-sample dataset trains on it;
     num_workers is 0; the default seed is 0."""
     for n, frac, bs in ((12, 0.0, 5), (9, 0.5, 4), (1, 0.5, 3), (10, 0.99, 4)):
-        res = _loaders(student, n, frac, bs, _seed(rng))
+        res = _loaders(student, n, frac, bs, seed_from(rng))
         _check_split(res, n, frac, bs, f"make_loaders(ds[{n}], {frac}, {bs})")
         checks.assert_equal(res["num_workers"], [0, 0], "[train_loader.num_workers, val_loader.num_workers]",
                             hint=NUM_WORKERS)
@@ -524,7 +522,7 @@ def test_make_loaders_edge_cases(student, rng):
 @graded(task="make_loaders", kind="accuracy", points=1, visibility="hidden")
 def test_make_loaders_global_rng_untouched(student, rng):
     """make_loaders leaves torch's global random state exactly as it found it."""
-    res = _loaders(student, 30, 0.2, 4, _seed(rng))
+    res = _loaders(student, 30, 0.2, 4, seed_from(rng))
     checks.assert_true(torch.equal(res["rng_before"], res["rng_after"]), Msg(
         "torch.random.get_rng_state() 在调用 make_loaders 前后不同", "torch.random.get_rng_state() differs before and after "
         "make_loaders"), GLOBAL_RNG)
@@ -612,7 +610,7 @@ def test_build_vocab_speed(student, reference_worker, spec, rng):
     def check(got: dict, want: dict) -> None:
         checks.assert_equal(got["vocab"], want["vocab"], "build_vocab(generated_texts)")
 
-    result = compare_speed(run(student), run(reference_worker), lambda i: _seed(rng), check,
+    result = compare_speed(run(student), run(reference_worker), lambda i: seed_from(rng), check,
                            rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
                            factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "build_vocab", hint=USE_COUNTER)
@@ -796,7 +794,7 @@ def test_pad_collate_speed(student, reference_worker, spec, rng):
                 "计时测试中 pad_collate 的输出与参考结果不一致，未计算速度",
                 "During the timing runs pad_collate's output differed from the reference, so speed was not judged"))
 
-    result = compare_speed(run(student), run(reference_worker), lambda i: (_seed(rng), _seed(rng)), check,
+    result = compare_speed(run(student), run(reference_worker), lambda i: (seed_from(rng), seed_from(rng)), check,
                            rounds=spec.param("speed_rounds"), student_impl=student, reference_impl=reference_worker,
                            factor=spec.param("speed_factor"))
     assert_speed(result, spec.param("speed_factor"), "pad_collate", hint=USE_PAD_SEQUENCE)

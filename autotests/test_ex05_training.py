@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -110,9 +111,6 @@ C_ZERO = Msg("旧的梯度被加进来了：先调用 optimizer.zero_grad() 再 
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _raised(error: str, what: str, hint: Msg | None = None) -> None:
     checks.fail(Msg(f"{what}：你的代码抛出了异常：{error}", f"{what}: your code raised an exception: {error}"), hint)
@@ -291,7 +289,7 @@ def test_train_epoch_learns_blobs(student, spec, rng):
     x, y = _blobs(rng, p["n_train"] + p["n_eval"], p["dim"], p["classes"], p["spread"])
     n = p["n_train"]
     res = student.probe("train_and_predict", x_train=x[:n], y_train=y[:n], x_eval=x[n:], hidden=p["hidden"],
-                        epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], seed=_seed(rng))
+                        epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], seed=seed_from(rng))
     _assert_accuracy(res["logits"], y[n:], spec.param("train_accuracy"), "train_epoch(model, loader, ...)")
 
 
@@ -561,7 +559,7 @@ def test_fit_learns_blobs(student, spec, rng):
     x, y = _blobs(rng, n_train + n_val + p["n_test"], p["dim"], p["classes"], p["spread"])
     res = student.probe("run_fit", x_train=x[:n_train], y_train=y[:n_train], x_val=x[n_train:n_train + n_val],
                         y_val=y[n_train:n_train + n_val], epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
-                        hidden=p["hidden"], seed=_seed(rng), x_test=x[n_train + n_val:])
+                        hidden=p["hidden"], seed=seed_from(rng), x_test=x[n_train + n_val:])
     _assert_accuracy(res["test_logits"], y[n_train + n_val:], spec.param("fit_accuracy"),
                      "fit(model, train_loader, val_loader, epochs)")
 

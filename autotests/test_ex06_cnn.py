@@ -9,16 +9,14 @@ images and labels and the evaluation images; the evaluation labels stay here.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.testdata import digits, seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -116,9 +114,6 @@ STAGES = Msg("各阶段的结构与规格不同：layers[0] = ResidualBlock(widt
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _randint(rng: torch.Generator, low: int, high: int) -> int:
     """An integer in [low, high]."""
@@ -420,35 +415,17 @@ def test_im2col_speed(student, reference_worker, spec, rng):
 
 
 # -- digits --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _digits(expected_sha256: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The vendored digits as (N, 1, 8, 8) floats in [0, 1] and int64 labels, after checking their hash.
-
-    A wrong hash is the grading host's problem, not the student's: it raises RuntimeError, which
-    the grader reports as an internal error.
-    """
-    try:
-        with np.load(DIGITS) as data:
-            images, labels = data["images"], data["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise RuntimeError(f"grading host: cannot read {DIGITS}: {exc}") from None
-    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
-    if digest != expected_sha256:
-        raise RuntimeError(f"grading host: {DIGITS} has arrays sha256 {digest}, expected {expected_sha256} "
-                           "(see data/README.md)")
-    x = torch.tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return x, torch.tensor(labels.astype(np.int64))
 
 
 def _fit_digits(student, spec, rng, cls: str, fit: str, kwargs: dict) -> tuple[dict, torch.Tensor]:
     """Train through the fit_digits probe on a split made here; the held-out labels stay here."""
-    x, y = _digits(spec.param("digits_sha256"))
+    x, y = digits(DIGITS, spec.param("digits_sha256"))
     order = torch.randperm(len(y), generator=rng)
     train, held_out = order[:spec.param("digits_train")], order[spec.param("digits_train"):]
     p = dict(spec.param(fit))
     p.pop("widths", None)
     res = student.probe("fit_digits", cls=cls, kwargs=kwargs, x_train=x[train], y_train=y[train], x_eval=x[held_out],
-                        seed=_seed(rng), **p)
+                        seed=seed_from(rng), **p)
     checks.assert_true(res.get("n_params") != 0, Msg(f"{cls} 没有任何已注册的参数，无法训练",
                                                       f"{cls} has no registered parameters, so it cannot be trained"),
                        LAYER_NAMES)
@@ -638,14 +615,14 @@ def test_lenet_output_shapes(student, rng):
     for size, batch in ((28, 50), (28, 1), (32, 64), (32, 1)):  # 50·256 = 32·400: view(-1, 400) runs silently
         x = torch.randn(batch, 1, size, size, generator=rng)
         _run_shape(student, "LeNet", f"LeNet(input_size={size})(x[{batch}, 1, {size}, {size}])", x, 10,
-                   args=[], kwargs={"input_size": size}, seed=_seed(rng))
+                   args=[], kwargs={"input_size": size}, seed=seed_from(rng))
 
 
 @graded(task="LeNet", kind="gradient", points=2, visibility="public")
 def test_lenet_parameters_and_gradients(student, rng):
     """LeNet(1, 10, 28) has exactly conv1, conv2, fc1 (256 → 120), fc2, fc3, and every parameter gets a gradient."""
     x = torch.randn(6, 1, 28, 28, generator=rng)
-    res = student.probe("module_run", cls="LeNet", args=[1, 10, 28], x=x, modes=["train"], seed=_seed(rng),
+    res = student.probe("module_run", cls="LeNet", args=[1, 10, 28], x=x, modes=["train"], seed=seed_from(rng),
                         grad_output=torch.randn(6, 10, generator=rng))
     _check_structure(res, _lenet_shapes(1, 10, 28), "LeNet(1, 10, 28)",
                      hint=FLATTEN_SIZE if res.get("param_shapes", {}).get("fc1.weight") == [120, 400] else None)
@@ -685,7 +662,7 @@ def test_lenet_sizes_channels_devices(student, rng):
     for cin, classes, size, batch in ((3, 10, 30, 2), (3, 5, 36, 3), (1, 10, 28, 288)):
         x = torch.randn(batch, cin, size, size, generator=rng)
         _run_shape(student, "LeNet", f"LeNet({cin}, {classes}, {size})(x[{batch}, {cin}, {size}, {size}])", x, classes,
-                   args=[cin, classes, size], seed=_seed(rng))
+                   args=[cin, classes, size], seed=seed_from(rng))
     x64 = torch.randn(2, 1, 32, 32, generator=rng, dtype=torch.float64)
     res = _run_shape(student, "LeNet", "LeNet(input_size=32).double()(x)", x64, 10, args=[], kwargs={"input_size": 32},
                      dtype=torch.float64)
@@ -723,7 +700,7 @@ def test_block_output_shapes_and_parameters(student, rng):
         what = f"ResidualBlock({cin}, {cout}, stride={stride})"
         x = torch.randn(2, cin, h, w, generator=rng)
         res = student.probe("module_run", cls="ResidualBlock", args=[cin, cout, stride], x=x, modes=["train"],
-                            seed=_seed(rng))
+                            seed=seed_from(rng))
         hint = _block_structure_hint(res, cin, cout, stride)
         checks.fail_on_probe_error(res, f"{what}(x[2, {cin}, {h}, {w}])", hint)
         checks.assert_shape(res["outs"][0], (2, cout, -(-h // stride), -(-w // stride)), f"{what}(x[2, {cin}, {h}, {w}])",
@@ -739,14 +716,14 @@ def test_block_identity_path_and_gradients(student, rng):
     g = torch.randn(3, 6, 5, 5, generator=rng)
     what = "ResidualBlock(6, 6, zero_convs=True).eval()"
     res = student.probe("module_run", cls="ResidualBlock", args=[6, 6, 1], x=x, zero_convs=True, grad_output=g,
-                        input_grad=True, seed=_seed(rng))
+                        input_grad=True, seed=seed_from(rng))
     checks.fail_on_probe_error(res, what, IN_PLACE if "in-place" in (res.get("error") or "") else None)
     checks.assert_close(res["outs"][0], F.relu(x), f"{what}(x)", hint=BLOCK_ORDER)
     checks.assert_grad(res["x_grad"], g * (x > 0), f"x, {what}", hint=Msg(
         "梯度应经过捷径传到输入：输出应为 relu(… + shortcut(x))", "The gradient must reach the input through the shortcut: "
         "the output is relu(... + shortcut(x))"))
     x = torch.randn(4, 4, 6, 6, generator=rng)
-    res = student.probe("module_run", cls="ResidualBlock", args=[4, 8, 2], x=x, modes=["train"], seed=_seed(rng),
+    res = student.probe("module_run", cls="ResidualBlock", args=[4, 8, 2], x=x, modes=["train"], seed=seed_from(rng),
                         grad_output=torch.randn(4, 8, 3, 3, generator=rng))
     checks.fail_on_probe_error(res, "ResidualBlock(4, 8, stride=2)", _block_structure_hint(res, 4, 8, 2))
     _check_grads(res, "ResidualBlock(4, 8, stride=2)(x)")
@@ -797,7 +774,7 @@ def test_block_stride_two_same_channels(student, rng):
 def test_block_batch_one_float64_meta(student, rng):
     """Batch 1 in eval mode, float64 and the meta device."""
     x = torch.randn(1, 4, 7, 7, generator=rng, dtype=torch.float64)
-    res = student.probe("module_run", cls="ResidualBlock", args=[4, 6, 2], x=x, dtype=torch.float64, seed=_seed(rng))
+    res = student.probe("module_run", cls="ResidualBlock", args=[4, 6, 2], x=x, dtype=torch.float64, seed=seed_from(rng))
     checks.fail_on_probe_error(res, "ResidualBlock(4, 6, 2).double().eval()(x[1, 4, 7, 7])", _block_structure_hint(res, 4, 6, 2))
     checks.assert_shape(res["outs"][0], (1, 6, 4, 4), "ResidualBlock(4, 6, 2).double().eval()(x[1, 4, 7, 7])")
     checks.assert_dtype(res["outs"][0], torch.float64, "ResidualBlock(4, 6, 2).double()(x)", hint=KEEP_DTYPE)
@@ -818,7 +795,7 @@ def test_block_leaves_input_unchanged(student, rng):
         for mode in ("eval", "train"):
             x = torch.randn(2, cin, 6, 6, generator=rng)
             res = student.probe("module_run", cls="ResidualBlock", args=[cin, cout, stride], x=x, modes=[mode],
-                                seed=_seed(rng))
+                                seed=seed_from(rng))
             checks.fail_on_probe_error(res, f"ResidualBlock({cin}, {cout}).{mode}()(x)")
             checks.assert_close(res["x_after"], x, f"ResidualBlock({cin}, {cout}).{mode}()(x); x", atol=0, rtol=0,
                                 rel_l2=0, hint=IN_PLACE)
@@ -837,7 +814,7 @@ def test_resnet_input_sizes(student, rng):
     for h, w in ((8, 8), (12, 12), (16, 16), (7, 9)):
         x = torch.randn(3, 1, h, w, generator=rng)
         what = f"SmallResNet()(x[3, 1, {h}, {w}])"
-        res = student.probe("module_run", cls="SmallResNet", args=[], x=x, seed=_seed(rng))
+        res = student.probe("module_run", cls="SmallResNet", args=[], x=x, seed=seed_from(rng))
         checks.fail_on_probe_error(res, what, _resnet_hint(res.get("error")))
         checks.assert_shape(res["outs"][0], (3, 10), what, hint=ADAPTIVE)
 
@@ -846,7 +823,7 @@ def test_resnet_input_sizes(student, rng):
 def test_resnet_every_stage_gets_gradient(student, rng):
     """SmallResNet(1, 10, (8, 16)) has the spec's parameters, and every one, in every stage, gets a gradient."""
     x = torch.randn(4, 1, 8, 8, generator=rng)
-    res = student.probe("module_run", cls="SmallResNet", args=[1, 10, [8, 16]], x=x, modes=["train"], seed=_seed(rng),
+    res = student.probe("module_run", cls="SmallResNet", args=[1, 10, [8, 16]], x=x, modes=["train"], seed=seed_from(rng),
                         grad_output=torch.randn(4, 10, generator=rng))
     _check_structure(res, _resnet_shapes(1, 10, [8, 16]), "SmallResNet(1, 10, (8, 16))", hint=STAGES)
     _check_grads(res, "SmallResNet(1, 10, (8, 16))(x)")
@@ -880,7 +857,7 @@ def test_resnet_eval_mode_per_sample(student, rng):
     """After a few train-mode passes, eval mode is deterministic and each sample's output ignores the rest of the batch."""
     x = torch.randn(8, 1, 8, 8, generator=rng)
     res = student.probe("module_run", cls="SmallResNet", args=[], x=x, modes=["train", "train", "eval"],
-                        seed=_seed(rng), more=[x, x[:1], x.flip(0)])
+                        seed=seed_from(rng), more=[x, x[:1], x.flip(0)])
     checks.fail_on_probe_error(res, "SmallResNet()")
     out = res["outs"][2]
     checks.assert_close(res["more_outs"][0], out, "SmallResNet().eval()(x) #2", hint=EVAL_STATS)
@@ -896,7 +873,7 @@ def test_resnet_widths_dtypes_devices(student, rng):
     for cin, classes, widths in ((1, 10, [8]), (3, 5, [4, 8, 16])):
         x = torch.randn(2, cin, 12, 12, generator=rng)
         what = f"SmallResNet({cin}, {classes}, {tuple(widths)})"
-        res = student.probe("module_run", cls="SmallResNet", args=[cin, classes, widths], x=x, seed=_seed(rng))
+        res = student.probe("module_run", cls="SmallResNet", args=[cin, classes, widths], x=x, seed=seed_from(rng))
         _check_structure(res, _resnet_shapes(cin, classes, widths), what, hint=STAGES)
         checks.assert_shape(res["outs"][0], (2, classes), f"{what}(x[2, {cin}, 12, 12])")
     x64 = torch.randn(2, 1, 8, 8, generator=rng, dtype=torch.float64)

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded, grading_run
@@ -100,9 +101,6 @@ TORCHVISION_RESNET = Msg("请返回 torchvision.models.resnet18(weights=None) �
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _raised(res: dict, what: str, hint: Msg | None = None, key: str = "error") -> None:
     if res.get(key):
@@ -133,7 +131,7 @@ def _prefix_net(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 def _freeze(student, rng, calls: list[list[str]]) -> tuple[dict, torch.Tensor, torch.Tensor]:
     x = torch.randn(6, 5, dtype=torch.float64, generator=rng)
     g = torch.randn(6, 3, dtype=torch.float64, generator=rng)
-    res = student.probe("freeze_probe", calls=calls, x=x, grad_output=g, lr=0.1, seed=_seed(rng))
+    res = student.probe("freeze_probe", calls=calls, x=x, grad_output=g, lr=0.1, seed=seed_from(rng))
     _raised(res, "freeze_all_but(model, prefixes)")
     return res, x, g
 
@@ -238,7 +236,7 @@ def _replace(student, rng, arch: str, num_classes: int, default_attr: bool = Fal
         x = torch.randn(4, 8, generator=rng, dtype=kwargs.get("dtype") or torch.float32)
     call = f"replace_classifier({arch}_model, {num_classes}" + ("" if default_attr else f", {attr!r}") + ")"
     res = student.probe("replace_probe", arch=arch, num_classes=num_classes, attr=None if default_attr else attr,
-                        x=x, seed=_seed(rng), **kwargs)
+                        x=x, seed=seed_from(rng), **kwargs)
     error = res.get("error") or ""
     _raised(res, call, IN_FEATURES if "in_features" in error or "shape" in error else None)
     res["x"] = x
@@ -354,7 +352,7 @@ def _groups(student, rng, lr_map: dict[str, float], default_lr: float | None, fr
     shapes.update({f"blocks.{i}.bias": (5,) for i in range(3)})
     grads = {n: torch.randn(shapes[n], generator=rng) for n in STAGED}
     res = student.probe("groups_probe", lr_map=lr_map, default_lr=default_lr, frozen=list(frozen), grads=grads,
-                        seed=_seed(rng))
+                        seed=seed_from(rng))
     res["grads_sent"] = grads
     return res
 
@@ -454,7 +452,7 @@ BN_KIND = {"bn1": "BatchNorm1d", "bn2": "BatchNorm2d", "sync_bn": "SyncLikeBatch
 def _frozen_bn(student, rng) -> dict:
     res = student.probe("frozen_bn_probe", x1=torch.randn(8, 6, generator=rng, dtype=torch.float64),
                         x2=torch.randn(4, 2, 3, 3, generator=rng, dtype=torch.float64),
-                        x3=torch.randn(3, 2, 2, 2, 2, generator=rng, dtype=torch.float64), seed=_seed(rng))
+                        x3=torch.randn(3, 2, 2, 2, 2, generator=rng, dtype=torch.float64), seed=seed_from(rng))
     _raised(res, "train_with_frozen_bn(model)")
     return res
 
@@ -517,7 +515,7 @@ def test_frozen_bn_normalises_with_running_stats(student, rng):
     x1 = torch.randn(8, 6, generator=rng, dtype=torch.float64)
     x2 = torch.randn(4, 2, 3, 3, generator=rng, dtype=torch.float64)
     x3 = torch.randn(3, 2, 2, 2, 2, generator=rng, dtype=torch.float64)
-    res = student.probe("frozen_bn_probe", x1=x1, x2=x2, x3=x3, seed=_seed(rng))
+    res = student.probe("frozen_bn_probe", x1=x1, x2=x2, x3=x3, seed=seed_from(rng))
     _raised(res, "train_with_frozen_bn(model)")
     s, outs = res["state_before"], res["outs"]
     conv2 = F.conv2d(x2, s["conv.weight"], s["conv.bias"])
@@ -619,7 +617,7 @@ def _few_shot_public(student, spec, rng, epochs: int | None = None) -> tuple[dic
     state = _made_up_backbone(rng)
     what = f"finetune_few_shot(backbone, 128, x[{len(x_tr)}], y, {p['classes']})"
     res = student.probe("few_shot_probe", backbone_state=state, x_train=x_tr, y_train=y_tr, x_eval=x_ev,
-                        num_classes=p["classes"], seed=_seed(rng), epochs=epochs or p["epochs"], lr=p["lr"])
+                        num_classes=p["classes"], seed=seed_from(rng), epochs=epochs or p["epochs"], lr=p["lr"])
     _raised(res, what)
     res["sent"] = state
     return res, y_ev, what
@@ -635,7 +633,7 @@ def _few_shot(student, request, spec, rng, *, num_classes: int = 5, remap: bool 
     state = _backbone(request, spec)
     what = f"finetune_few_shot(backbone, 128, x[{len(x_tr)}], y, {num_classes})"
     res = student.probe("few_shot_probe", backbone_state=state, x_train=x_tr, y_train=y_tr, x_eval=x_ev,
-                        num_classes=num_classes, seed=_seed(rng), epochs=fs["epochs"], lr=fs["lr"])
+                        num_classes=num_classes, seed=seed_from(rng), epochs=fs["epochs"], lr=fs["lr"])
     _raised(res, what)
     res["sent"] = state
     return res, y_ev, what
@@ -739,7 +737,7 @@ def _fake_images(n: int, channels: int, seed: int) -> torch.Tensor:
 def _resnet(student, rng, num_classes: int, **kwargs) -> tuple[dict, str]:
     args = ", ".join([str(num_classes)] + [f"{k}={v}" for k, v in kwargs.items() if k in ("in_channels", "freeze_backbone")])
     what = f"build_resnet18_transfer({args})"
-    res = student.probe("resnet_probe", num_classes=num_classes, seed=_seed(rng), **kwargs)
+    res = student.probe("resnet_probe", num_classes=num_classes, seed=seed_from(rng), **kwargs)
     if res.get("error"):
         network = any(sign in res["error"] for sign in ("URLError", "urlopen", "HTTPError", "Network is unreachable"))
         hint = NO_DOWNLOADS if res.get("download_attempted") or network else \
@@ -761,13 +759,13 @@ def _check_resnet_flags(res: dict, what: str, trainable: tuple[str, ...] | None)
 @graded(task="build_resnet18_transfer", kind="shape", points=1, visibility="public")
 def test_resnet_output_shapes(student, rng):
     """FakeData 3x32x32 images give (2, 7) logits, also for a single image in eval mode; in_channels=1 takes 1x32x32."""
-    res, what = _resnet(student, rng, 7, x=_fake_images(2, 3, _seed(rng)))
+    res, what = _resnet(student, rng, 7, x=_fake_images(2, 3, seed_from(rng)))
     checks.assert_equal(res["shapes"]["fc.weight"], [7, 512], "list(model.fc.weight.shape)")
     _raised(res, f"{what}(x)", key="forward_error")
     checks.assert_shape(res["out"], (2, 7), f"{what}(x[2, 3, 32, 32])")
-    res, what = _resnet(student, rng, 7, x=_fake_images(1, 3, _seed(rng)))
+    res, what = _resnet(student, rng, 7, x=_fake_images(1, 3, seed_from(rng)))
     checks.assert_shape(res["out"], (1, 7), f"{what}.eval()(x[1, 3, 32, 32])")
-    res, what = _resnet(student, rng, 3, in_channels=1, x=_fake_images(2, 1, _seed(rng)))
+    res, what = _resnet(student, rng, 3, in_channels=1, x=_fake_images(2, 1, seed_from(rng)))
     checks.assert_equal(res["shapes"]["conv1.weight"], [64, 1, 7, 7], "list(model.conv1.weight.shape) (in_channels=1)")
     _raised(res, f"{what}(x)", key="forward_error")
     checks.assert_shape(res["out"], (2, 3), f"{what}(x[2, 1, 32, 32])")
@@ -779,7 +777,7 @@ def test_resnet_only_head_trainable(student, rng):
     for kwargs, trainable in (({}, ("fc",)), ({"in_channels": 1}, ("fc", "conv1")),
                               ({"freeze_backbone": False}, None)):
         channels = kwargs.get("in_channels", 3)
-        res, what = _resnet(student, rng, 4, x=_fake_images(2, channels, _seed(rng)), **kwargs)
+        res, what = _resnet(student, rng, 4, x=_fake_images(2, channels, seed_from(rng)), **kwargs)
         _check_resnet_flags(res, what, trainable)
         _raised(res, f"{what}(x)", key="forward_error")
         for name, norm in res["grad_norms"].items():

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -127,9 +128,6 @@ LOGITS = Msg("模型应输出原始 logits：最后一层后面不要 `softmax` 
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _check_structure(res: dict, shapes: dict[str, list[int]], what: str, hint: Msg,
                      special: dict[str, tuple[list[int], Msg]] | None = None) -> None:
@@ -497,14 +495,14 @@ def _assert_mse(pred, target, threshold: float, what: str, curve: Any = None) ->
 @graded(task="SineForecaster", kind="accuracy", points=2, visibility="public")
 def test_forecaster_learns_sine(student, spec, rng):
     """An LSTM forecaster trained 15 epochs on 768 sequences of length 20 predicts 256 held-out next values well."""
-    pred, target, losses = _fit_sine(student, spec.param("sine_fit_public"), _seed(rng))
+    pred, target, losses = _fit_sine(student, spec.param("sine_fit_public"), seed_from(rng))
     _assert_mse(pred, target, spec.param("sine_mse_public"), "SineForecaster(cell='lstm')", losses)
 
 
 @graded(task="SineForecaster", kind="accuracy", points=1, visibility="hidden")
 def test_forecaster_learns_sine_gru(student, spec, rng):
     """The same with a GRU."""
-    pred, target, losses = _fit_sine(student, spec.param("sine_fit_hidden"), _seed(rng))
+    pred, target, losses = _fit_sine(student, spec.param("sine_fit_hidden"), seed_from(rng))
     _assert_mse(pred, target, spec.param("sine_mse_hidden"), "SineForecaster(cell='gru')", losses)
 
 
@@ -766,7 +764,7 @@ def _make_sentiment(n: int, p: dict, g: torch.Generator) -> tuple[torch.Tensor, 
 def test_classifier_learns_sentiment(student, spec, rng):
     """Trained 6 epochs on ~900 synthetic sentences, it classifies held-out sentences by their positive/negative counts."""
     p = spec.param("sentiment_fit")
-    seed = _seed(rng)
+    seed = seed_from(rng)
     g = torch.Generator().manual_seed(seed)
     tokens, lengths, labels = _make_sentiment(p["train"] + p["eval"], p, g)
     n = p["train"] * len(labels) // (p["train"] + p["eval"])
@@ -890,14 +888,14 @@ def test_seq2seq_shapes(student, rng):
     """Seq2Seq(9, 5, 6): forward(src[3,4], tgt[3,6], 1.0) is (3, 5, 9), aligned with tgt[:, 1:]; greedy_decode(src, 4)
     is (3, 4) int64; Seq2Seq(9) has embed_dim 32 and hidden_dim 64."""
     state, src, tgt, args = _seq2seq_case(rng, 3, 4, 6)
-    res, what = _run_seq2seq(student, state, src, tgt, args, 1.0, [_seed(rng)], decode_len=4)
+    res, what = _run_seq2seq(student, state, src, tgt, args, 1.0, [seed_from(rng)], decode_len=4)
     out = res["outs"][0]
     checks.assert_shape(out, (3, 5, 9), what, ALIGN_TGT if isinstance(out, torch.Tensor) and
                         list(out.shape) == [3, 6, 9] else None)
     checks.assert_dtype(res["decoded"], torch.int64, f"Seq2Seq{tuple(args)}.greedy_decode(src[3,4], 4)", GREEDY)
     checks.assert_shape(res["decoded"], (3, 4), f"Seq2Seq{tuple(args)}.greedy_decode(src[3,4], 4)", GREEDY)
     res = student.probe("module_run", cls="Seq2Seq", args=[9], inputs=[src, tgt], call_kwargs={
-        "teacher_forcing_ratio": 1.0, "generator_seed": _seed(rng)})
+        "teacher_forcing_ratio": 1.0, "generator_seed": seed_from(rng)})
     _check_structure(res, _seq2seq_shapes(9, 32, 64), "Seq2Seq(9)", SEQ2SEQ_DEFAULTS)
 
 
@@ -908,7 +906,7 @@ def test_seq2seq_matches_spec(student, rng):
     state, src, tgt, args = _start_sensitive_case(rng, 8, 5, 7)
     with torch.no_grad():
         for ratio in (1.0, 0.0):
-            res, what = _run_seq2seq(student, state, src, tgt, args, ratio, [_seed(rng)], decode_len=6)
+            res, what = _run_seq2seq(student, state, src, tgt, args, ratio, [seed_from(rng)], decode_len=6)
             other = _spec_decode(state, src, tgt, 1.0 - ratio, 0)
             _check_logits(res["outs"][0], _spec_decode(state, src, tgt, ratio, 0), what, {TEACHER_FORCING: other})
         _check_decoded(res["decoded"], _spec_decode(state, src, None, 0.0, None, 6), f"Seq2Seq{tuple(args)}"
@@ -920,7 +918,7 @@ def test_seq2seq_teacher_forcing_from_generator(student, rng):
     """With ratio 0.5 the choices come from the given generator, one draw after each step but the last:
     the logits equal the spec's for that seed."""
     state, src, tgt, args = _seq2seq_case(rng, 4, 4, 12)
-    seed = _seed(rng)
+    seed = seed_from(rng)
     res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [seed])
     with torch.no_grad():
         expected = _spec_decode(state, src, tgt, 0.5, seed)
@@ -939,7 +937,7 @@ def test_seq2seq_gradients(student, rng):
     state, src, tgt, args = _seq2seq_case(rng, 3, 4, 5, dtype=torch.float64)
     g = torch.randn(3, 4, args[0], generator=rng, dtype=torch.float64)
     res = student.probe("module_run", cls="Seq2Seq", args=args, inputs=[src, tgt], state=state, dtype=torch.float64,
-                        mode="train", call_kwargs={"teacher_forcing_ratio": 1.0, "generator_seed": _seed(rng)},
+                        mode="train", call_kwargs={"teacher_forcing_ratio": 1.0, "generator_seed": seed_from(rng)},
                         grad_output=g)
     what = f"{_seq2seq_call(args, src, tgt, 1.0)}, float64"
     _check_structure(res, _seq2seq_shapes(*args), what, SEQ2SEQ_LAYERS)
@@ -962,8 +960,8 @@ def test_seq2seq_reproducible_and_global_rng(student, rng):
     """The same generator seed twice gives the same logits, another seed its own; the global RNG is untouched;
     batch 1 with tgt length 2 (no draw); ratio 0.0 equals greedy decoding."""
     state, src, tgt, args = _seq2seq_case(rng, 3, 6, 10)
-    seeds = [_seed(rng)] * 2 + [_seed(rng)]
-    global_seed = _seed(rng)
+    seeds = [seed_from(rng)] * 2 + [seed_from(rng)]
+    global_seed = seed_from(rng)
     res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, seeds, global_seed=global_seed)
     for out, seed in zip(res["outs"], seeds):
         with torch.no_grad():
@@ -981,7 +979,7 @@ def test_seq2seq_reproducible_and_global_rng(student, rng):
     checks.assert_true(torch.equal(res["after_draws"], torch.rand(4, generator=untouched)), Msg(
         f"{what}：`forward` 之后全局随机数状态变了", f"{what}: the global RNG state changed during forward"), USE_GENERATOR)
     state, src, tgt, args = _seq2seq_case(rng, 1, 3, 2)
-    res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [_seed(rng)], decode_len=1)
+    res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [seed_from(rng)], decode_len=1)
     with torch.no_grad():
         _check_logits(res["outs"][0], _spec_decode(state, src, tgt, 0.5, 0), what)
         greedy = f"Seq2Seq{tuple(args)}.greedy_decode(src[1,3], 1)"
@@ -993,7 +991,7 @@ def test_seq2seq_reproducible_and_global_rng(student, rng):
 def test_seq2seq_meta_device(student, rng):
     """On the meta device forward (ratio 0.5) gives (B, T-1, V) and greedy_decode (B, max_len) int64, both on meta."""
     state, src, tgt, args = _seq2seq_case(rng, 3, 4, 6)
-    res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [_seed(rng)], decode_len=3, device="meta")
+    res, what = _run_seq2seq(student, state, src, tgt, args, 0.5, [seed_from(rng)], decode_len=3, device="meta")
     checks.assert_shape(res["outs"][0], (3, 5, 9), what, ALIGN_TGT)
     checks.assert_device(res["outs"][0], "meta", what, hint=OUTPUT_DEVICE)
     greedy = f"Seq2Seq{tuple(args)}.to('meta').greedy_decode(src[3,4].to('meta'), 3)"
@@ -1011,7 +1009,7 @@ def _make_reverse(n: int, length: int, vocab: int, g: torch.Generator) -> tuple[
 def test_seq2seq_learns_reversal(student, spec, rng):
     """Trained with teacher forcing on 150 batches of 64, greedy decoding reverses held-out 5-token sequences."""
     p = spec.param("reverse_fit")
-    seed = _seed(rng)
+    seed = seed_from(rng)
     g = torch.Generator().manual_seed(seed)
     src, tgt = _make_reverse(p["steps"] * p["batch_size"], p["length"], p["vocab"], g)
     eval_src, eval_tgt = _make_reverse(p["eval"], p["length"], p["vocab"], g)

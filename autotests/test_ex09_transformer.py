@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -122,9 +123,6 @@ ALL_PAD = Msg("整条序列都是 PAD 时池化结果应为 0 向量（分母至
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _pair(out, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     checks.assert_true(isinstance(out, (tuple, list)) and len(out) == 2, Msg(
@@ -416,7 +414,7 @@ def test_mha_shapes_and_layers(student, rng):
     weights (B, 3, Lq, Lk); 10 model dims over 3 heads raise ValueError."""
     q, kv = torch.randn(2, 4, 12, generator=rng), torch.randn(2, 7, 12, generator=rng)
     what = "MultiHeadAttention(12, 3)(q[2,4,12], kv[2,7,12], kv[2,7,12])"
-    res = student.probe("module_run", cls="MultiHeadAttention", args=[12, 3], inputs=[q, kv, kv], seed=_seed(rng))
+    res = student.probe("module_run", cls="MultiHeadAttention", args=[12, 3], inputs=[q, kv, kv], seed=seed_from(rng))
     _check_structure(res, _mha_shapes(12), "MultiHeadAttention(12, 3)", MHA_LAYERS)
     checks.fail_on_probe_error(res, what, CONTIGUOUS if "contiguous" in (res.get("error") or "") else None)
     output, weights = _pair(res["outs"][0], what)
@@ -444,7 +442,7 @@ def test_mha_gradients_and_causality(student, rng):
     x_new[:, -1] = torch.randn(2, 8, generator=rng)
     what = "MultiHeadAttention(8, 2)(x, x, x, causal_mask(6))"
     res = student.probe("module_run", cls="MultiHeadAttention", args=[8, 2], inputs=[x, x, x, _tril(6)],
-                        seed=_seed(rng), modes=["train"], grad_output=torch.randn(2, 6, 8, generator=rng),
+                        seed=seed_from(rng), modes=["train"], grad_output=torch.randn(2, 6, 8, generator=rng),
                         more=[[x_new, x_new, x_new, _tril(6)]])
     checks.fail_on_probe_error(res, what, CONTIGUOUS if "contiguous" in (res.get("error") or "") else None)
     output, _ = _pair(res["outs"][0], what)
@@ -767,7 +765,7 @@ def _check_layer(student, rng, d, h, d_ff, x, keep, norm_first: bool, what: str,
 def test_encoder_layer_shape_and_layers(student, rng):
     """EncoderLayer(16, 4, 32) keeps (B, T, 16) and has self_attn, linear1, linear2 and two separate LayerNorms."""
     x = torch.randn(3, 5, 16, generator=rng)
-    res = student.probe("module_run", cls="EncoderLayer", args=[16, 4, 32], inputs=[x], seed=_seed(rng))
+    res = student.probe("module_run", cls="EncoderLayer", args=[16, 4, 32], inputs=[x], seed=seed_from(rng))
     _check_structure(res, _layer_shapes(16, 32), "EncoderLayer(16, 4, 32)", _layer_hint(res) or ENCODER_LAYERS)
     checks.assert_shape(res["outs"][0], (3, 5, 16), "EncoderLayer(16, 4, 32)(x[3,5,16])")
 
@@ -788,7 +786,7 @@ def test_encoder_layer_gradients(student, rng):
     is deterministic."""
     x = torch.randn(2, 4, 8, generator=rng)
     what = "EncoderLayer(8, 2, 16, dropout=0.0)"
-    res = student.probe("module_run", cls="EncoderLayer", args=[8, 2, 16, 0.0], inputs=[x], seed=_seed(rng),
+    res = student.probe("module_run", cls="EncoderLayer", args=[8, 2, 16, 0.0], inputs=[x], seed=seed_from(rng),
                         modes=["train", "train"], grad_output=torch.randn(2, 4, 8, generator=rng))
     checks.fail_on_probe_error(res, what, _layer_hint(res))
     checks.assert_attached(res["outs"][-1], what, hint=DETACHED)
@@ -906,7 +904,7 @@ def test_classifier_shape_and_layers(student, rng):
     tokens = _tokens(rng, [7, 4, 2, 6], 7, 20, 0)
     what = "TransformerClassifier(20, 16, 4, 2, 32, 3)"
     res = student.probe("module_run", cls="TransformerClassifier", args=[20, 16, 4, 2, 32, 3], inputs=[tokens],
-                        seed=_seed(rng), return_state=True)
+                        seed=seed_from(rng), return_state=True)
     _check_structure(res, _classifier_shapes(20, 16, 2, 32, 3), what, CLASSIFIER_LAYERS)
     checks.assert_true("pos.pe" in res["state_keys"], Msg(f"{what}.state_dict() 中没有 pos.pe",
                                                           f"{what}.state_dict() has no pos.pe"), CLASSIFIER_LAYERS)
@@ -920,7 +918,7 @@ def test_classifier_gradients(student, rng):
     tokens = _tokens(rng, [6, 3, 5], 6, 12, 0)
     what = "TransformerClassifier(12, 8, 2, 2, 16, 2, dropout=0.0)"
     res = student.probe("module_run", cls="TransformerClassifier", args=[12, 8, 2, 2, 16, 2],
-                        kwargs={"dropout": 0.0}, inputs=[tokens], seed=_seed(rng), modes=["train"],
+                        kwargs={"dropout": 0.0}, inputs=[tokens], seed=seed_from(rng), modes=["train"],
                         grad_output=torch.randn(3, 2, generator=rng), return_state=True)
     checks.fail_on_probe_error(res, what)
     checks.assert_attached(res["outs"][0], what, hint=DETACHED)
@@ -952,14 +950,14 @@ def _make_order(n: int, t: int, vocab: int, min_len: int, g: torch.Generator) ->
 
 def _fit_order(student, spec, rng) -> tuple[dict, torch.Tensor]:
     task, fit = spec.param("order_task"), dict(spec.param("order_fit"))
-    g = torch.Generator().manual_seed(_seed(rng))
+    g = torch.Generator().manual_seed(seed_from(rng))
     x_train, y_train = _make_order(task["n_train"], task["max_len"], task["vocab"], task["min_len"], g)
     x_eval, y_eval = _make_order(task["n_eval"], task["max_len"], task["vocab"], task["min_len"], g)
     kwargs = {"vocab_size": task["vocab"], "d_model": fit["d_model"], "num_heads": fit["num_heads"],
               "num_layers": fit["num_layers"], "d_ff": fit["d_ff"], "num_classes": 2, "max_len": task["max_len"],
               "pad_idx": 0, "dropout": fit["dropout"]}
     res = student.probe("fit_order", kwargs=kwargs, x_train=x_train, y_train=y_train, x_eval=x_eval,
-                        epochs=fit["epochs"], lr=fit["lr"], batch_size=fit["batch_size"], seed=_seed(rng))
+                        epochs=fit["epochs"], lr=fit["lr"], batch_size=fit["batch_size"], seed=seed_from(rng))
     return res, y_eval
 
 
@@ -1006,7 +1004,7 @@ def test_classifier_padding_invariance(student, rng):
     longer = torch.cat([tokens, torch.zeros(4, 4, dtype=torch.long)], 1)
     what = "TransformerClassifier(10, 8, 2, 2, 16, 2, max_len=12)"
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 2, 16, 2],
-                        kwargs={"max_len": 12}, inputs=[tokens], seed=_seed(rng), modes=["train", "eval"],
+                        kwargs={"max_len": 12}, inputs=[tokens], seed=seed_from(rng), modes=["train", "eval"],
                         more=[[longer]])
     checks.fail_on_probe_error(res, what)
     base = res["outs"][1]
@@ -1021,7 +1019,7 @@ def test_classifier_all_pad_and_meta(student, rng):
     what = "TransformerClassifier(10, 8, 2, 2, 16, 2, max_len=12)"
     tokens = torch.cat([_tokens(rng, [4], 5, 10, 0), torch.zeros(1, 5, dtype=torch.long)])
     res = student.probe("module_run", cls="TransformerClassifier", args=[10, 8, 2, 2, 16, 2],
-                        kwargs={"max_len": 12}, inputs=[tokens], seed=_seed(rng))
+                        kwargs={"max_len": 12}, inputs=[tokens], seed=seed_from(rng))
     checks.fail_on_probe_error(res, what)
     checks.assert_shape(res["outs"][0], (2, 2), f"{what}.eval()(tokens), (tokens[1] == pad_idx).all()")
     checks.assert_finite(res["outs"][0], f"{what}.eval()(tokens), (tokens[1] == pad_idx).all()", hint=ALL_PAD)

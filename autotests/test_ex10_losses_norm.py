@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -116,9 +117,6 @@ MISSING = Msg("每个可训练参数都必须恰好出现在一个组中", "Ever
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _fail_on_error(res: dict, what: str, hint: Msg | None = None, key: str = "error") -> None:
     if res.get(key):
@@ -428,8 +426,8 @@ def _dc_run(student, rng, n_in: int, n_out: int, p: float, batch: int, bias: boo
     x[1] = x[0]
     go = torch.randn(batch, n_out, generator=rng, dtype=torch.float64)
     ctor = {"in_features": n_in, "out_features": n_out, "p": p, "bias": bias}
-    res = student.probe("dropconnect_run", ctor=ctor, state=state, x=x, grad_output=go, seed=_seed(rng),
-                        global_seed=_seed(rng), dtype=torch.float64)
+    res = student.probe("dropconnect_run", ctor=ctor, state=state, x=x, grad_output=go, seed=seed_from(rng),
+                        global_seed=seed_from(rng), dtype=torch.float64)
     _fail_on_error(res, what)
     return res, {k: v.double() for k, v in state.items()}, x, go
 
@@ -528,7 +526,7 @@ def test_dropconnect_rate_and_expectation(student, spec, rng):
     x = torch.randn(4, m["shape"][0], generator=rng)
     what = f"torch.stack([layer(x[4,{m['shape'][0]}]) for _ in range({draws})]).mean(0)"
     ctor = {"in_features": m["shape"][0], "out_features": m["shape"][1], "p": p}
-    res = student.probe("dropconnect_mean", ctor=ctor, state=state, x=x, draws=draws, seed=_seed(rng))
+    res = student.probe("dropconnect_mean", ctor=ctor, state=state, x=x, draws=draws, seed=seed_from(rng))
     _fail_on_error(res, what)
     mean = checks.assert_tensor(res.get("mean"), what)
     w, b, xd = state["weight"].double(), state["bias"].double(), x.double()
@@ -555,7 +553,7 @@ def test_dropconnect_init_like_linear(student, spec, rng):
 
 def _check_init(student, rng, n_in: int, n_out: int, limits: dict[str, float]) -> None:
     what = f"DropConnectLinear({n_in}, {n_out})"
-    res = student.probe("dropconnect_init", in_features=n_in, out_features=n_out, seed=_seed(rng))
+    res = student.probe("dropconnect_init", in_features=n_in, out_features=n_out, seed=seed_from(rng))
     _fail_on_error(res, what)
     bound = 1.0 / math.sqrt(n_in)
     for name, rel in limits.items():
@@ -586,9 +584,9 @@ def test_dropconnect_generator_and_bad_p(student, rng):
     state = _dc_state(rng, 12, 8)
     x = torch.randn(3, 12, generator=rng, dtype=torch.float64)
     go = torch.ones(3, 8, dtype=torch.float64)
-    global_seed = _seed(rng)
+    global_seed = seed_from(rng)
     res = student.probe("dropconnect_run", ctor={"in_features": 12, "out_features": 8}, state=state, x=x,
-                        grad_output=go, seed=_seed(rng), global_seed=global_seed, dtype=torch.float64)
+                        grad_output=go, seed=seed_from(rng), global_seed=global_seed, dtype=torch.float64)
     _fail_on_error(res, what)
     _recover_mask(res, {k: v.double() for k, v in state.items()}, x, go, 0.5, what)  # the default p is 0.5
     out, again, nxt = (checks.assert_tensor(res.get(k), f"{what} ({k})") for k in ("train", "train_again", "train_next"))
@@ -804,7 +802,7 @@ NET_ALL = ["embed.weight", "conv.weight", "conv.bias", "bn.weight", "bn.bias", "
 def _check_groups(student, rng, model: str, names: list[str], decayed: set[str], frozen: list[str],
                   weight_decay: float = 0.5, lr: float = 0.1) -> None:
     what = f"weight_decay_param_groups({model}(), {weight_decay})"
-    res = student.probe("groups_probe", model=model, weight_decay=weight_decay, lr=lr, frozen=frozen, seed=_seed(rng))
+    res = student.probe("groups_probe", model=model, weight_decay=weight_decay, lr=lr, frozen=frozen, seed=seed_from(rng))
     _fail_on_error(res, what)
     groups = res.get("groups")
     if not isinstance(groups, list) or len(groups) != 2:
@@ -841,7 +839,7 @@ def _check_groups(student, rng, model: str, names: list[str], decayed: set[str],
 def test_groups_format(student, rng):
     """Two groups in order (decay, then no decay) that AdamW accepts, every parameter exactly once."""
     what = "weight_decay_param_groups(SmallNet(), 0.5)"
-    res = student.probe("groups_probe", model="SmallNet", weight_decay=0.5, lr=0.1, frozen=[], seed=_seed(rng))
+    res = student.probe("groups_probe", model="SmallNet", weight_decay=0.5, lr=0.1, frozen=[], seed=seed_from(rng))
     _fail_on_error(res, what)
     groups = res.get("groups")
     checks.assert_true(isinstance(groups, list) and len(groups) == 2, Msg(f"{what} 返回了 {groups!r}", f"{what} returned {groups!r}"),

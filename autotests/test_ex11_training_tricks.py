@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -159,9 +160,6 @@ ENS_GRAD = Msg("梯度要传到每个成员的参数：不要 `detach()`，也�
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _check_error(res: dict[str, Any], what: str, hint: Msg | None = None) -> None:
     if res.get("error"):
@@ -596,7 +594,7 @@ def test_distilled_student_learns_from_the_teacher(student, spec, rng):
     random_labels = torch.randint(0, p["classes"], (n,), generator=rng)
     res = student.probe("distill_fit", teacher_state=teacher, x_train=x[:n], y_given=random_labels, x_eval=x[n:],
                         hidden=f["hidden"], epochs=f["epochs"], lr=f["lr"], batch_size=f["batch_size"],
-                        seed=_seed(rng), temperature=f["temperature"], alpha=f["alpha"])
+                        seed=seed_from(rng), temperature=f["temperature"], alpha=f["alpha"])
     logits = res["logits"]
     what = "distill_step(student, teacher, x, random_labels, optimizer, 3.0, 1.0)"
     checks.assert_shape(logits, (p["n_eval"], p["classes"]), what)
@@ -713,7 +711,7 @@ def test_fgsm_speed(student, reference_worker, spec, rng):
     factor = spec.param("speed_factor")
     result = compare_probe_speed(student, reference_worker, "repeat_fgsm", [{"randn": [p["batch"], p["d"]]}], rng,
                                  rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"), factor=factor,
-                                 d=p["d"], hidden=p["hidden"], k=p["k"], model_seed=_seed(rng))
+                                 d=p["d"], hidden=p["hidden"], k=p["k"], model_seed=seed_from(rng))
     assert_speed(result, factor, "fgsm_attack", hint=FGSM_VECTORISE)
 
 
@@ -810,7 +808,7 @@ def test_mixup_shapes_and_types(student, rng):
     x = torch.rand(6, 2, 3, 3, generator=rng, dtype=torch.float64)
     y = torch.randint(0, 4, (6,), generator=rng)
     what = "mixup_batch(x[6,2,3,3], y, 1.0, generator)"
-    res = _mixup(student, x, y, 1.0, _seed(rng), what, global_seeds=(1,))
+    res = _mixup(student, x, y, 1.0, seed_from(rng), what, global_seeds=(1,))
     mixed, y_a, y_b, lam = _mixup_parts(res["outs"][0], what)
     checks.assert_shape(mixed, x.shape, f"{what}[0]")
     checks.assert_dtype(mixed, torch.float64, f"{what}[0]")
@@ -827,7 +825,7 @@ def test_mixup_blend_and_permutation(student, rng):
     y = torch.randint(0, 5, (12,), generator=rng)
     for _ in range(3):
         what = "mixup_batch(x[12,5], y, 1.0, generator)"
-        res = _mixup(student, x, y, 1.0, _seed(rng), what, global_seeds=(1,))
+        res = _mixup(student, x, y, 1.0, seed_from(rng), what, global_seeds=(1,))
         _check_blend(res["outs"][0], x, y, what)
 
 
@@ -838,7 +836,7 @@ def test_mixup_reproducible_and_global_rng_untouched(student, rng):
     x = torch.randn(8, 4, generator=rng)
     y = torch.randint(0, 3, (8,), generator=rng)
     what = "mixup_batch(x, y, 0.4, torch.Generator().manual_seed(seed))"
-    res = _mixup(student, x, y, 0.4, _seed(rng), what)
+    res = _mixup(student, x, y, 0.4, seed_from(rng), what)
     first, second = res["outs"]
     a, b = _mixup_parts(first, what), _mixup_parts(second, what)
     checks.assert_true(a[3] == b[3], Msg(f"{what}：同一个种子两次调用得到的 `lam` 不同（{a[3]!r} 与 {b[3]!r}）",
@@ -857,7 +855,7 @@ def test_mixup_lambda_distribution_and_edge_cases(student, rng):
     alpha = 0 gives lam = 1 and x itself; a batch of one; uint8 images become float32."""
     for alpha in (0.4, 2.0, None):
         what = f"mixup_batch(x, y, {alpha}, generator)[3]" if alpha else "mixup_batch(x, y, generator=generator)[3]"
-        res = student.probe("mixup_lambdas", alpha=alpha, seed=_seed(rng), draws=400)
+        res = student.probe("mixup_lambdas", alpha=alpha, seed=seed_from(rng), draws=400)
         alpha = alpha or 1.0  # the default: lam uniform on [0, 1]
         _check_error(res, what)
         lams = res["lams"]
@@ -876,17 +874,17 @@ def test_mixup_lambda_distribution_and_edge_cases(student, rng):
     x = torch.randn(5, 3, generator=rng)
     y = torch.randint(0, 3, (5,), generator=rng)
     what = "mixup_batch(x, y, 0.0, generator)"
-    mixed, _, _, lam = _mixup_parts(_mixup(student, x, y, 0.0, _seed(rng), what, (1,))["outs"][0], what)
+    mixed, _, _, lam = _mixup_parts(_mixup(student, x, y, 0.0, seed_from(rng), what, (1,))["outs"][0], what)
     checks.assert_true(lam == 1.0, Msg(f"{what}[3]：得到 {lam!r}，期望 1.0", f"{what}[3]: got {lam!r}, expected 1.0"),
                        MIX_NO_MIX)
     checks.assert_close(mixed, x, f"{what}[0]", hint=MIX_NO_MIX)
     x1, y1 = torch.randn(1, 4, generator=rng), torch.tensor([2])
     what = "mixup_batch(x[1,4], y[1], 1.0, generator)"
-    _check_blend(_mixup(student, x1, y1, 1.0, _seed(rng), what, (1,))["outs"][0], x1, y1, what)
+    _check_blend(_mixup(student, x1, y1, 1.0, seed_from(rng), what, (1,))["outs"][0], x1, y1, what)
     images = torch.randint(0, 256, (4, 1, 2, 2), generator=rng, dtype=torch.uint8)
     labels = torch.randint(0, 3, (4,), generator=rng)
     what = "mixup_batch(images_uint8, y, 1.0, generator)"
-    out = _mixup(student, images, labels, 1.0, _seed(rng), what, (1,))["outs"][0]
+    out = _mixup(student, images, labels, 1.0, seed_from(rng), what, (1,))["outs"][0]
     mixed, _, _, _ = _mixup_parts(out, what)
     checks.assert_dtype(mixed, torch.float32, f"{what}[0]", hint=MIX_FLOAT)
     _check_blend(out, images.float(), labels, what)

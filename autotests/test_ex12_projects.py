@@ -10,17 +10,15 @@ about itself (``best_acc``, its ``history``) is only cross-checked against what 
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.testdata import digits, seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -128,28 +126,12 @@ FILTER_MASK = Msg("三个字段需用同一掩码过滤：`keep = pred[\"scores\
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
 
-
-@functools.lru_cache(maxsize=1)
-def _digits(expected_sha256: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The vendored digits as (N, 1, 8, 8) floats in [0, 1] and int64 labels, after checking their hash
-    (a wrong hash is the grading host's problem: RuntimeError, an internal error)."""
-    try:
-        with np.load(DIGITS) as data:
-            images, labels = data["images"], data["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise RuntimeError(f"grading host: cannot read {DIGITS}: {exc}") from None
-    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
-    if digest != expected_sha256:
-        raise RuntimeError(f"grading host: {DIGITS} has arrays sha256 {digest}, expected {expected_sha256}")
-    return torch.tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0, torch.tensor(labels.astype(np.int64))
 
 
 def _split(spec, rng: torch.Generator, sizes: list[int], classes: int = 10) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Disjoint random train/val/test parts of the digits of classes 0..classes-1."""
-    x, y = _digits(spec.param("digits_sha256"))
+    x, y = digits(DIGITS, spec.param("digits_sha256"))
     keep = (y < classes).nonzero().flatten()
     order = keep[torch.randperm(len(keep), generator=rng)]
     parts, start = [], 0
@@ -168,7 +150,7 @@ def _classify(student, spec, rng, fit: str, *, classes: int = 10, **extra: Any) 
     p.update(extra)
     p.setdefault("num_classes", classes)
     res = student.probe("run_classification", x_train=xt, y_train=yt, x_val=xv, y_val=yv, x_test=xs,
-                        seed=_seed(rng), **p)
+                        seed=seed_from(rng), **p)
     hint = CLS_CLASSES if p["num_classes"] is None and "out of bounds" in str(res.get("error")) else None
     checks.fail_on_probe_error(res, "run_image_classification", hint)
     return res, res["runs"], yv, ys
@@ -384,7 +366,7 @@ def test_sentiment_classifier_shapes_and_padding(student, rng):
     its own, give the same eval-mode logits."""
     tokens, lengths = _sentiment_layout(rng, 40, 6, 7)
     res = student.probe("sentiment_forward", vocab_size=40, embed_dim=8, hidden_dim=6, num_classes=3, tokens=tokens,
-                        lengths=lengths, extra_pad=3, seed=_seed(rng))
+                        lengths=lengths, extra_pad=3, seed=seed_from(rng))
     what = "SentimentClassifier(40, 8, 6, num_classes=3)(tokens[6, 7], lengths)"
     checks.fail_on_probe_error(res, what, SENT_PAD)
     checks.assert_shape(res["logits"], (6, 3), what)
@@ -402,7 +384,7 @@ def test_sentiment_classifier_gradients(student, rng):
     logits reaches every parameter, and the PAD row of the embedding gets none (padding_idx)."""
     tokens, lengths = _sentiment_layout(rng, 30, 5, 6)
     res = student.probe("sentiment_forward", vocab_size=30, embed_dim=5, hidden_dim=4, num_classes=None, tokens=tokens,
-                        lengths=lengths, extra_pad=1, seed=_seed(rng))
+                        lengths=lengths, extra_pad=1, seed=seed_from(rng))
     what = "SentimentClassifier(30, 5, 4)"
     checks.fail_on_probe_error(res, what, SENT_LAYERS)
     grads = res["grads"]
@@ -425,7 +407,7 @@ def test_sentiment_learns_negation(student, spec, rng):
     texts, labels = _corpus(rng, p["n_train"], p["negation"])
     eval_texts, eval_labels = _corpus(rng, p["n_eval"], p["negation"])
     res = student.probe("sentiment_fit", texts=texts, labels=labels, eval_texts=eval_texts, epochs=p["epochs"],
-                        seed=_seed(rng), singles=p["singles"])
+                        seed=seed_from(rng), singles=p["singles"])
     checks.fail_on_probe_error(res, "train_sentiment / predict_sentiment")
     got = _predictions(res["predictions"], len(eval_texts), "predict_sentiment")
     checks.assert_true(res["predictions_again"] == got, Msg(
@@ -453,7 +435,7 @@ def test_sentiment_predictions_are_stable(student, spec, rng):
     eval_texts, _ = _corpus(rng, p["n_eval"], 0.2)
     special = ["", "   ", "zorblax quintessa vrmm", "NOT"]
     res = student.probe("sentiment_fit", texts=texts, labels=labels, eval_texts=eval_texts, epochs=p["epochs"],
-                        seed=_seed(rng), singles=p["n_eval"], special_texts=special)
+                        seed=seed_from(rng), singles=p["n_eval"], special_texts=special)
     checks.fail_on_probe_error(res, "train_sentiment / predict_sentiment")
     got = _predictions(res["predictions"], len(eval_texts), "predict_sentiment")
     checks.assert_true(res["predictions_again"] == got, Msg(
@@ -515,7 +497,7 @@ def _check_gan_replay(student, rng, batch: int, steps: int, use_generator: bool)
     latent, hidden, dim = 3, 6, 1
     g_state, d_state = _mlp_state(rng, latent, hidden, dim), _mlp_state(rng, dim, hidden, 1)
     reals = [4 + 1.25 * torch.randn(batch, dim, generator=rng, dtype=torch.float64) for _ in range(steps)]
-    seed, lr_g, lr_d = _seed(rng), 0.2, 0.1
+    seed, lr_g, lr_d = seed_from(rng), 0.2, 0.1
     res = student.probe("gan_replay", g_state=g_state, d_state=d_state, latent_dim=latent, hidden=hidden, reals=reals,
                         lr_g=lr_g, lr_d=lr_d, seed=seed, use_generator=use_generator)
     what = f"gan_step(real[{batch}, 1], generator={'torch.Generator' if use_generator else 'None'})"
@@ -551,7 +533,7 @@ def test_gan_module_shapes(student, rng):
     confined to (0, 1)); both run on a batch of 1 in train mode."""
     z, x = torch.randn(9, 3, generator=rng), torch.randn(9, 2, generator=rng)
     far = torch.cat([torch.linspace(-1000, 1000, 41)[:, None].repeat(1, 2), 50 * torch.randn(40, 2, generator=rng)])
-    res = student.probe("gan_modules", latent_dim=3, hidden=16, out_dim=2, z=z, x=x, far=far, seed=_seed(rng))
+    res = student.probe("gan_modules", latent_dim=3, hidden=16, out_dim=2, z=z, x=x, far=far, seed=seed_from(rng))
     what = "Generator(latent_dim=3, hidden=16, out_dim=2) / Discriminator(in_dim=2, hidden=16)"
     checks.fail_on_probe_error(res, what, GAN_SHAPES)
     checks.assert_shape(res["g_out"], (9, 2), "G(z[9, 3])", GAN_SHAPES)
@@ -588,7 +570,7 @@ def test_gan_learns_the_target(student, spec, rng):
     p = spec.param("gan_fit")
     z = torch.randn(p["samples"], 4, generator=rng)
     res = student.probe("gan_fit", steps=p["steps"], batch=p["batch"], lr=p["lr"], final_lr_factor=p["final_lr_factor"],
-                        mean=p["mean"], std=p["std"], seed=_seed(rng), z=z)
+                        mean=p["mean"], std=p["std"], seed=seed_from(rng), z=z)
     checks.fail_on_probe_error(res, "gan_step")
     samples = res["samples"]
     checks.assert_shape(samples, (p["samples"], 1), "G(z)", GAN_SHAPES)

@@ -15,8 +15,6 @@ torch.export"), so the card's ``script_model`` (TorchScript for data-dependent c
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import io
 import math
 import warnings
@@ -30,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader.testdata import digits, seed_from
 from grader import checks
 from grader.i18n import Msg
 from grader.plugin import graded
@@ -135,9 +134,6 @@ G_NORM = Msg("每个可训练参数的梯度 L2 范数（`p.grad.norm().item()`�
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _randn(rng: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.randn(*shape, generator=rng, dtype=dtype)
@@ -282,25 +278,13 @@ def test_checkpointed_input_without_grad_and_inference(student, rng):
 
 
 # -- digits ------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def _digits(expected_sha256: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The vendored digits as (N, 64) floats in [0, 1] and int64 labels, after checking their hash."""
-    try:
-        with np.load(DIGITS) as data:
-            images, labels = data["images"], data["labels"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise RuntimeError(f"grading host: cannot read {DIGITS}: {exc}") from None
-    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
-    if digest != expected_sha256:
-        raise RuntimeError(f"grading host: {DIGITS} has arrays sha256 {digest}, expected {expected_sha256}")
-    return torch.tensor(images, dtype=torch.float32).reshape(len(labels), 64) / 16.0, \
-        torch.tensor(labels.astype(np.int64))
 
 
 def _digits_model(spec, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, nn.Module]:
     """A 64-128-10 MLP trained here (full-batch Adam) on a split chosen by ``seed``; its state_dict
     (keys 0.* and 3.*, as Linear, ReLU, Dropout, Linear), the held-out inputs and labels, the model."""
-    x, y = _digits(spec.param("digits_sha256"))
+    x, y = digits(DIGITS, spec.param("digits_sha256"))
+    x = x.flatten(1)  # (N, 64): the MLP's input
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(y), generator=g)
     train, held_out = order[:spec.param("digits_train")], order[spec.param("digits_train"):]
@@ -403,7 +387,7 @@ def test_quantize_train_mode_and_conv(student, rng):
 def test_quantized_digits_accuracy_and_size(student, spec, rng):
     """A digits MLP (64-128-10) trained here keeps its held-out accuracy after int8 quantization, and its
     state_dict shrinks by at least the factor in the exercise data; state_dict_nbytes reports the sizes."""
-    state, x_eval, y_eval, model = _digits_model(spec, _seed(rng))
+    state, x_eval, y_eval, model = _digits_model(spec, seed_from(rng))
     what = "quantize_dynamic_linear(digits_mlp)"
     res = student.probe("run_quantize", state=state, x=x_eval)
     _error(res, what, Q_STATIC if "quantized" in str(res.get("error")) else None, ("size_error",))
@@ -432,7 +416,7 @@ def test_quantized_inference_speed(student, reference_worker, spec, rng):
     factor = spec.param("speed_factor")
     result = compare_probe_speed(student, reference_worker, "repeat_quantized", [{"randn": [p["batch"], p["dims"][0]]}],
                                  rng, rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"),
-                                 factor=factor, rel_tol=1e-3, dims=p["dims"], model_seed=_seed(rng))
+                                 factor=factor, rel_tol=1e-3, dims=p["dims"], model_seed=seed_from(rng))
     assert_speed(result, factor, "quantized(x)", hint=Q_BATCH)
 
 
@@ -573,7 +557,7 @@ def test_prune_amounts_frozen_types_and_noop(student, rng):
 def test_pruned_digits_accuracy(student, spec, rng):
     """A digits MLP trained here, pruned globally by half without fine-tuning, still classifies held-out
     digits."""
-    state, x_eval, y_eval, _ = _digits_model(spec, _seed(rng))
+    state, x_eval, y_eval, _ = _digits_model(spec, seed_from(rng))
     amount = spec.param("prune_amount")
     what = f"global_prune(digits_mlp, {amount})"
     res = student.probe("run_prune", state=state, amount=amount, x=x_eval, cotangent=x_eval[:, :10], digits=True)
@@ -699,7 +683,7 @@ def _a_replay(state, x, y, lr, autocast: bool, steps: int = 1, train: bool = Tru
     for _ in range(steps):
         optimizer.zero_grad()
         with torch.amp.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), target=y)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -779,7 +763,7 @@ def test_autocast_training_learns_blobs(student, spec, rng):
     state = _linear_state(rng, [d, p["hidden"], k], "", dtype=torch.float32, names=["0", "2"])
     res = student.probe("fit_autocast", state=state, x_train=xs[:p["n_train"]], y_train=labels[:p["n_train"]],
                         x_eval=xs[p["n_train"]:], steps=p["steps"], lr=p["lr"], batch_size=p["batch_size"],
-                        seed=_seed(rng))
+                        seed=seed_from(rng))
     _error(res, "autocast_train_step")
     y_eval = labels[p["n_train"]:]
     checks.assert_shape(res["logits"], (len(y_eval), k), "model(x_eval)")

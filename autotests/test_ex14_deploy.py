@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader.testdata import seed_from
 from grader import checks
 from grader.artifacts import (ArtifactRefused, artifact_bytes, check_onnx_bytes, load_checkpoint_bytes,
                               run_onnx)
@@ -138,9 +139,6 @@ LOG_HIST = Msg("每个参数记录一次 `add_histogram(name, param.detach().cpu
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _seed(rng: torch.Generator) -> int:
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=rng))
-
 
 def _error(res: dict[str, Any], key: str, what: str, hint: Msg | None = None) -> None:
     if res.get(key):
@@ -418,7 +416,7 @@ def test_load_weights_formats(student, rng):
     x = torch.randn(4, d, generator=rng, dtype=torch.float64)
     for label, obj in _formats(state).items():
         what = f"load_weights(model, path)  # {label}"
-        res = student.probe("load_weights_file", blob=_saved(obj), d=d, h=h, k=k, x=x, seed=_seed(rng))
+        res = student.probe("load_weights_file", blob=_saved(obj), d=d, h=h, k=k, x=x, seed=seed_from(rng))
         _error(res, "error", what, _load_hint(str(res.get("error"))))
         checks.assert_close(res["out"], _forward(state, x), what, atol=1e-12, rtol=1e-12, rel_l2=1e-12, hint=SD_CONTAINER)
         checks.assert_equal(res["returned"], [[], []], what, SD_STRICT)
@@ -438,12 +436,12 @@ def test_clean_state_dict_hidden_forms(student, rng):
     partial = OrderedDict((key, v) for key, v in _prefixed(state, "module.").items() if "head" not in key)
     x = torch.randn(2, d, generator=rng, dtype=torch.float64)
     what = "load_weights(model, path, strict=False)"
-    res = student.probe("load_weights_file", blob=_saved(partial), d=d, h=h, k=k, x=x, strict=False, seed=_seed(rng))
+    res = student.probe("load_weights_file", blob=_saved(partial), d=d, h=h, k=k, x=x, strict=False, seed=seed_from(rng))
     _error(res, "error", what, SD_STRICT)
     checks.assert_equal(res["returned"], [["head.weight", "head.bias"], []], what, SD_STRICT)
     for name in ("encoder.module.weight", "encoder.module.bias"):
         checks.assert_close(res["params"][name], state[name], f"{what}: model[{name!r}]", atol=0, rtol=0, rel_l2=0)
-    res = student.probe("load_weights_file", blob=_saved(partial), d=d, h=h, k=k, x=x, strict=None, seed=_seed(rng))
+    res = student.probe("load_weights_file", blob=_saved(partial), d=d, h=h, k=k, x=x, strict=None, seed=seed_from(rng))
     checks.assert_equal(res.get("error_type"), "RuntimeError", "load_weights(model, path_missing_head)", SD_DEFAULT)
 
 
@@ -557,7 +555,7 @@ def _grader_onnx(state: dict[str, torch.Tensor]) -> bytes:
     model.load_state_dict(state)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore")
         torch.onnx.export(model.eval(), (torch.zeros(2, d),), buffer, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=18, dynamo=False)
     data = buffer.getvalue()
@@ -768,7 +766,7 @@ def test_predictor_batch_speed(student, reference_worker, spec, rng):
     result = compare_probe_speed(student, reference_worker, "repeat_predict",
                                  [{"randn": [p["batch"], 3, p["size"], p["size"]]}], rng,
                                  rounds=spec.param("speed_rounds"), repeats=spec.param("speed_repeats"), factor=factor,
-                                 h=p["h"], k=p["k"], size=p["size"], model_seed=_seed(rng))
+                                 h=p["h"], k=p["k"], size=p["size"], model_seed=seed_from(rng))
     assert_speed(result, factor, "Predictor.predict", hint=PRED_VECTORISE)
 
 

@@ -37,7 +37,7 @@ def _grouped(variants: list[Variant]) -> list[list[Variant]]:
     return [[v for v in row if v is not None] for row in zip_longest(*by_exercise.values())]
 
 
-SAMPLE_PER_EXERCISE = 32
+SAMPLE_PER_EXERCISE = 24
 
 
 def _tier(variants: list[Variant]) -> list[Variant]:
