@@ -717,6 +717,8 @@ def _decode(data: bytes, size: int) -> torch.Tensor:
 
 
 def _images(rng: torch.Generator, size: int) -> dict[str, bytes]:
+    pytest.importorskip("PIL", reason="Pillow is not installed: pip install pillow（未安装 Pillow：请运行 pip install pillow）")
+
     def pixels(*shape: int) -> np.ndarray:
         return torch.randint(0, 256, shape, generator=rng, dtype=torch.uint8).numpy()
 

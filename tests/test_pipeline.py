@@ -156,13 +156,15 @@ def test_missing_function_hang_and_memory_bomb(tmp_path: Path) -> None:
 
 
 def test_a_speed_failure_is_regraded_alone_and_both_outcomes_reported(tmp_path: Path) -> None:
-    """A submission slow on its first 400 calls (as if the host were loaded) and fast after: the speed
-    test fails once, passes when regraded alone, and the report keeps the first outcome beside it."""
+    """A submission slow on its first 250 calls (as if the host were loaded) and fast after: the speed
+    test fails once, passes when regraded alone, and the report keeps the first outcome beside it.
+    (Rounds are 50 calls. 250 fails the first grading whether 3 clear rounds settle it after a warm-up,
+    200 calls, or it runs all 7, 4 of them slow; the regrade's warm-up takes up what is left.)"""
     source = REFERENCE + (
         "\n\n_fast_masked_mean = masked_mean\n_calls = [0]\n\n\n"
         "def masked_mean(x, mask, dim):\n"
         "    _calls[0] += 1\n"
-        "    if _calls[0] <= 400:\n"
+        "    if _calls[0] <= 250:\n"
         "        return torch.stack([_fast_masked_mean(x[i:i + 1], mask[i:i + 1], dim)[0] for i in range(x.shape[0])])\n"
         "    return _fast_masked_mean(x, mask, dim)\n")
     proc, report = grade(write_zip(tmp_path / "warm.zip", {"exercises/ex01_tensors.py": source}), tmp_path / "out",

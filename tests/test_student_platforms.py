@@ -33,7 +33,9 @@ def kit_with(student_kit: Path, into: Path, solutions: Path) -> Path:
 # The small CPU build of torch that a student install uses here has no torchvision beside it (and
 # so no Pillow): the tasks that need them are left out of these checks. On a student's machine with
 # torchvision they run like the rest; without it they are reported as not run, never as failed.
-NEEDS_TORCHVISION = ["-k", "not (image_folder or transforms_ or eval_transform or train_transform or (transfer and resnet))"]
+# Nor the deploy extra (onnx, onnxruntime), which the kit's README installs for the ONNX task only.
+NEEDS_TORCHVISION = ["-k", "not (image_folder or transforms_ or eval_transform or train_transform or (transfer and resnet)"
+                     " or onnx or predict_bytes)"]
 
 
 def assert_full(proc: subprocess.CompletedProcess[str]) -> None:
