@@ -68,6 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "expected values; the default for hidden tests) or name (pass/fail only)")
     for kind in KINDS:
         config.addinivalue_line("markers", f"{kind}: a {kind} check")
+    if not hasattr(config.option, "tbstyle"):
+        # No terminal shows a traceback (the grader's runs): pytest's default style parses the source
+        # of every frame of every failure, seconds per failing submission for text nobody reads.
+        config.option.tbstyle = "native"
     for visibility in VISIBILITIES:
         config.addinivalue_line("markers", f"{visibility}: visible to students" if visibility == "public"
                                 else f"{visibility}: run only by the grader")

@@ -276,7 +276,9 @@ class WorkerSession:
         exercise = str(message.get("exercise", ""))
         with self._lock:
             if exercise in self._import_failures:
-                raise self._import_failures[exercise]
+                # A fresh traceback each time: re-raising the stored exception would chain every
+                # earlier test's frames onto it, and formatting them grows with each test.
+                raise self._import_failures[exercise].with_traceback(None)
             if self._channel is None:
                 self._channel = self._start()
             channel = self._channel

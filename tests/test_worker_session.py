@@ -117,6 +117,20 @@ def test_import_failures_are_remembered(session: WorkerSession) -> None:
     assert problem(session, "f", exercise="ex09_absent").status == Status.NOT_SUBMITTED
 
 
+def test_a_remembered_import_failure_does_not_pile_up_tracebacks(session: WorkerSession) -> None:
+    """Each test that meets a remembered import failure gets it with its own traceback only: re-raising
+    the stored exception chained every earlier test's frames onto it, and pytest formatted them all
+    (tens of seconds for an exercise whose import failed)."""
+    def depth() -> int:
+        tb, frames = problem(session, "f", exercise="ex02_broken").__traceback__, 0
+        while tb is not None:
+            tb, frames = tb.tb_next, frames + 1
+        return frames
+
+    first = depth()
+    assert [depth() for _ in range(5)] == [first] * 5
+
+
 def test_worker_environment_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADER_SECRET", "s3cret")
     (tmp_path / "ex01_env.py").write_text(
