@@ -53,6 +53,9 @@ CK_LAYOUT = Msg("层的结构：`self.layers = nn.ModuleList(nn.Linear(dims[i], 
                 "层与层之间是 ReLU，最后一层之后没有激活",
                 "The layout: self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) ...), ReLU between layers, "
                 "no activation after the last")
+CK_RNG = Msg("重算必须得到与前向相同的 dropout 掩码：保留 `checkpoint` 默认的 `preserve_rng_state=True`",
+             "The recomputation must draw the same dropout mask as the forward pass: keep checkpoint's default "
+             "preserve_rng_state=True")
 CK_SPLIT = Msg("分段方式：L 层分成 `segments` 段，前 `L % segments` 段各多一层（与 `numpy.array_split` 相同）",
                "The split: L layers into `segments` segments, the first L % segments of them one layer longer "
                "(as numpy.array_split)")
@@ -165,14 +168,25 @@ def _ck_problem(rng: torch.Generator, dims: list[int], n: int = 16):
     return state, _randn(rng, n, dims[0]), _randn(rng, n, dims[-1])
 
 
-def _ck_expected(state: dict[str, torch.Tensor], x: torch.Tensor, cot: torch.Tensor, n_layers: int):
+CK_DROPOUT = 0.5  # the probe's spies apply this dropout when a test passes a dropout_seed
+
+
+def _ck_expected(state: dict[str, torch.Tensor], x: torch.Tensor, cot: torch.Tensor, n_layers: int,
+                 dropout_seed: int | None = None):
+    """The plain MLP's output and gradients; with ``dropout_seed``, each layer's output goes through
+    dropout with masks drawn in layer order from that seed, as the probe's spies draw them."""
     params = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     x = x.clone().requires_grad_(True)
     h = x
-    for i in range(n_layers):
-        h = F.linear(h, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
-        if i < n_layers - 1:
-            h = torch.relu(h)
+    with torch.random.fork_rng(devices=[]):
+        if dropout_seed is not None:
+            torch.manual_seed(dropout_seed)
+        for i in range(n_layers):
+            h = F.linear(h, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+            if dropout_seed is not None:
+                h = F.dropout(h, CK_DROPOUT, training=True)
+            if i < n_layers - 1:
+                h = torch.relu(h)
     h.backward(cot)
     return h.detach(), x.grad, {k: p.grad for k, p in params.items()}
 
@@ -200,12 +214,13 @@ def _ck_run(student, dims, segments, rng, what, **kwargs):
     return res, state, x, cot
 
 
-def _ck_check_grads(res, state, x, cot, n_layers, what, input_grad=True):
-    out, x_grad, grads = _ck_expected(state, x, cot, n_layers)
+def _ck_check_grads(res, state, x, cot, n_layers, what, input_grad=True, dropout_seed=None):
+    out, x_grad, grads = _ck_expected(state, x, cot, n_layers, dropout_seed)
     checks.assert_close(res["out"], out, f"{what}(x)", atol=1e-10, rtol=1e-10, hint=CK_LAYOUT)
+    hint = CK_REENTRANT if any(res["grads"].get(n) is None for n in grads) else \
+        CK_RNG if dropout_seed is not None else None
     if input_grad:
-        checks.assert_grad(res["x_grad"], x_grad, "x")
-    hint = CK_REENTRANT if any(res["grads"].get(n) is None for n in grads) else None
+        checks.assert_grad(res["x_grad"], x_grad, "x", hint=hint)
     for name, g in grads.items():
         checks.assert_grad(res["grads"].get(name), g, name, hint=hint, atol=1e-10, rtol=1e-10)
 
@@ -250,6 +265,18 @@ def test_checkpointed_recomputes_each_segment(student, rng):
         same_count = _segments_seen(log, 5) == (segments or 2)
         hint = CK_SPLIT if sorted(log) == sorted(expected) and same_count else CK_SEGMENTS
         checks.assert_equal(log, expected, f"{what}: spy_log", hint=hint)
+
+
+@graded(task="CheckpointedMLP", kind="gradient", points=2, visibility="hidden")
+def test_checkpointed_dropout_recomputes_the_same_mask(student, rng):
+    """With dropout inside every segment (the spies drop half their outputs in training mode), float64
+    gradients still equal the plain MLP's with the same masks: the recomputation replays the RNG."""
+    dims = [5, 7, 6, 4, 3]
+    for segments in (2, 4):
+        what = f"CheckpointedMLP({dims}, segments={segments}), dropout in each layer"
+        seed = seed_from(rng)
+        res, state, x, cot = _ck_run(student, dims, segments, rng, what, dropout_seed=seed)
+        _ck_check_grads(res, state, x, cot, len(dims) - 1, what, dropout_seed=seed)
 
 
 @graded(task="CheckpointedMLP", kind="gradient", points=2, visibility="hidden")

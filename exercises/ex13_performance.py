@@ -41,7 +41,8 @@ class CheckpointedMLP(nn.Module):
       否则（eval 模式、``torch.no_grad()``、``use_checkpoint=False``）直接逐层计算，不做检查点。
     - 效果：梯度（对输入与每个参数）与不用检查点时完全相同；一次训练步中，每层在前向时调用一次，反向时
       各段从最后一段开始依次重算一次（每层再调用一次）。评分程序会把 ``self.layers[i]`` 换成同权重的
-      计数层，所以请通过 ``self.layers[i](x)`` 调用它们。
+      计数层（有的测试中这些层还带 dropout：重算必须得到与前向相同的随机掩码，保留 ``checkpoint`` 默认的
+      ``preserve_rng_state=True``），所以请通过 ``self.layers[i](x)`` 调用它们。
 
     An MLP that recomputes its activations by segments with gradient checkpointing
     (``torch.utils.checkpoint``), trading compute for activation memory.
@@ -62,7 +63,9 @@ class CheckpointedMLP(nn.Module):
     - Effect: gradients (w.r.t. the input and every parameter) equal those without checkpointing; in one
       training step each layer runs once in the forward pass, then during backward the segments are
       recomputed once each, last segment first. The grader swaps ``self.layers[i]`` for counting layers
-      with the same weights, so call them as ``self.layers[i](x)``.
+      with the same weights (in some tests they also apply dropout: a recomputation must draw the same random
+      mask as the forward pass, so keep ``checkpoint``'s default ``preserve_rng_state=True``), so call them
+      as ``self.layers[i](x)``.
     """
 
     def __init__(self, dims: Sequence[int], use_checkpoint: bool = True, segments: int = 2) -> None:

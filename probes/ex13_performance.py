@@ -41,9 +41,11 @@ _export_load = torch.export.load
 _no_grad = torch.no_grad
 _grad_enabled = torch.is_grad_enabled
 _cross_entropy = F.cross_entropy
+_dropout = F.dropout
 _manual_seed = torch.manual_seed
 _frombuffer = torch.frombuffer
 _GradScaler = torch.amp.GradScaler
+CK_DROPOUT = 0.5  # the spies' dropout when a test asks for it
 _SGD = torch.optim.SGD
 _Parameter = nn.Parameter
 
@@ -72,26 +74,31 @@ def _tensor(value: Any) -> Any:
 
 # -- T13.1 CheckpointedMLP ---------------------------------------------------------------------------
 class _SpyLinear(nn.Linear):
-    """A Linear that appends its index to a shared log each time its forward starts."""
+    """A Linear that appends its index to a shared log each time its forward starts; with ``dropout``,
+    its output goes through dropout in training mode (a recomputation must draw the same mask)."""
 
-    def __init__(self, source: nn.Linear, index: int, log: list[int]) -> None:
+    def __init__(self, source: nn.Linear, index: int, log: list[int], dropout: float = 0.0) -> None:
         super().__init__(source.in_features, source.out_features, dtype=source.weight.dtype)
         with _no_grad():
             self.weight.copy_(source.weight)
             self.bias.copy_(source.bias)
-        self.index, self.log = index, log
+        self.index, self.log, self.dropout = index, log, dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.log.append(self.index)
-        return super().forward(x)
+        out = super().forward(x)
+        return _dropout(out, self.dropout, self.training) if self.dropout else out
 
 
 @probe
 def run_checkpointed(impl: ModuleType, dims: list[int], segments: int | None, use_checkpoint: bool,
                      state: dict[str, torch.Tensor], x: torch.Tensor, cotangent: torch.Tensor,
-                     input_grad: bool = True, train: bool = True, backward: bool = True) -> dict[str, Any]:
+                     input_grad: bool = True, train: bool = True, backward: bool = True,
+                     dropout_seed: int | None = None) -> dict[str, Any]:
     """Build ``CheckpointedMLP(dims, use_checkpoint, segments)`` in float64, load ``state``, swap its
     ``layers[i]`` for spies, run forward (train or eval mode) and, with ``backward``, ``backward(cotangent)``.
+    With ``dropout_seed``, every spy applies dropout (p = 0.5) to its output and the forward pass starts
+    from ``torch.manual_seed(dropout_seed)``: the grader draws the same masks in the same order.
 
     Returns the output, the input's and every parameter's gradient, the spies' call log, and the
     warnings raised that mention ``use_reentrant``.
@@ -116,9 +123,11 @@ def run_checkpointed(impl: ModuleType, dims: list[int], segments: int | None, us
         result["error"] = "CheckpointedMLP.layers is not an nn.ModuleList of len(dims) - 1 Linear layers"
         return result
     for i in range(len(layers)):
-        layers[i] = _SpyLinear(layers[i], i, log)
+        layers[i] = _SpyLinear(layers[i], i, log, 0.0 if dropout_seed is None else CK_DROPOUT)
     model.train(train)
     x = x.clone().requires_grad_(input_grad)
+    if dropout_seed is not None:
+        _manual_seed(dropout_seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = _run(result, impl, lambda: model(x))
