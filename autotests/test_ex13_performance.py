@@ -53,7 +53,7 @@ CK_LAYOUT = Msg("层的结构：`self.layers = nn.ModuleList(nn.Linear(dims[i], 
                 "层与层之间是 ReLU，最后一层之后没有激活",
                 "The layout: self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) ...), ReLU between layers, "
                 "no activation after the last")
-CK_RNG = Msg("重算必须得到与前向相同的 dropout 掩码：保留 `checkpoint` 默认的 `preserve_rng_state=True`",
+CK_RNG = Msg("重算必须得到与前向相同的 `Dropout` 掩码：保留 `checkpoint` 默认的 `preserve_rng_state=True`",
              "The recomputation must draw the same dropout mask as the forward pass: keep checkpoint's default "
              "preserve_rng_state=True")
 CK_SPLIT = Msg("分段方式：L 层分成 `segments` 段，前 `L % segments` 段各多一层（与 `numpy.array_split` 相同）",
@@ -273,7 +273,7 @@ def test_checkpointed_dropout_recomputes_the_same_mask(student, rng):
     gradients still equal the plain MLP's with the same masks: the recomputation replays the RNG."""
     dims = [5, 7, 6, 4, 3]
     for segments in (2, 4):
-        what = f"CheckpointedMLP({dims}, segments={segments}), dropout in each layer"
+        what = f"CheckpointedMLP({dims}, segments={segments}) + Dropout({CK_DROPOUT})"
         seed = seed_from(rng)
         res, state, x, cot = _ck_run(student, dims, segments, rng, what, dropout_seed=seed)
         _ck_check_grads(res, state, x, cot, len(dims) - 1, what, dropout_seed=seed)
