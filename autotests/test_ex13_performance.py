@@ -137,7 +137,6 @@ G_NORM = Msg("每个可训练参数的梯度 L2 范数（`p.grad.norm().item()`�
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
 def _randn(rng: torch.Generator, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.randn(*shape, generator=rng, dtype=dtype)
 
@@ -168,7 +167,7 @@ def _ck_problem(rng: torch.Generator, dims: list[int], n: int = 16):
     return state, _randn(rng, n, dims[0]), _randn(rng, n, dims[-1])
 
 
-CK_DROPOUT = 0.5  # the probe's spies apply this dropout when a test passes a dropout_seed
+CK_DROPOUT = 0.5  # the rate at which the probe's spies drop their outputs in the dropout test
 
 
 def _ck_expected(state: dict[str, torch.Tensor], x: torch.Tensor, cot: torch.Tensor, n_layers: int,
@@ -275,7 +274,7 @@ def test_checkpointed_dropout_recomputes_the_same_mask(student, rng):
     for segments in (2, 4):
         what = f"CheckpointedMLP({dims}, segments={segments}) + Dropout({CK_DROPOUT})"
         seed = seed_from(rng)
-        res, state, x, cot = _ck_run(student, dims, segments, rng, what, dropout_seed=seed)
+        res, state, x, cot = _ck_run(student, dims, segments, rng, what, dropout=CK_DROPOUT, dropout_seed=seed)
         _ck_check_grads(res, state, x, cot, len(dims) - 1, what, dropout_seed=seed)
 
 
@@ -308,8 +307,6 @@ def test_checkpointed_input_without_grad_and_inference(student, rng):
 
 
 # -- digits ------------------------------------------------------------------------------------------
-
-
 def _digits_model(spec, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, nn.Module]:
     """A 64-128-10 MLP trained here (full-batch Adam) on a split chosen by ``seed``; its state_dict
     (keys 0.* and 3.*, as Linear, ReLU, Dropout, Linear), the held-out inputs and labels, the model."""

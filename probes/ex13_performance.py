@@ -45,7 +45,6 @@ _dropout = F.dropout
 _manual_seed = torch.manual_seed
 _frombuffer = torch.frombuffer
 _GradScaler = torch.amp.GradScaler
-CK_DROPOUT = 0.5  # the spies' dropout when a test asks for it
 _SGD = torch.optim.SGD
 _Parameter = nn.Parameter
 
@@ -94,11 +93,12 @@ class _SpyLinear(nn.Linear):
 def run_checkpointed(impl: ModuleType, dims: list[int], segments: int | None, use_checkpoint: bool,
                      state: dict[str, torch.Tensor], x: torch.Tensor, cotangent: torch.Tensor,
                      input_grad: bool = True, train: bool = True, backward: bool = True,
-                     dropout_seed: int | None = None) -> dict[str, Any]:
+                     dropout: float = 0.0, dropout_seed: int | None = None) -> dict[str, Any]:
     """Build ``CheckpointedMLP(dims, use_checkpoint, segments)`` in float64, load ``state``, swap its
     ``layers[i]`` for spies, run forward (train or eval mode) and, with ``backward``, ``backward(cotangent)``.
-    With ``dropout_seed``, every spy applies dropout (p = 0.5) to its output and the forward pass starts
-    from ``torch.manual_seed(dropout_seed)``: the grader draws the same masks in the same order.
+    With ``dropout``, every spy applies dropout at that rate to its output in training mode; with
+    ``dropout_seed``, the forward pass starts from ``torch.manual_seed(dropout_seed)``, so the grader can
+    draw the same masks in the same order.
 
     Returns the output, the input's and every parameter's gradient, the spies' call log, and the
     warnings raised that mention ``use_reentrant``.
@@ -123,7 +123,7 @@ def run_checkpointed(impl: ModuleType, dims: list[int], segments: int | None, us
         result["error"] = "CheckpointedMLP.layers is not an nn.ModuleList of len(dims) - 1 Linear layers"
         return result
     for i in range(len(layers)):
-        layers[i] = _SpyLinear(layers[i], i, log, 0.0 if dropout_seed is None else CK_DROPOUT)
+        layers[i] = _SpyLinear(layers[i], i, log, dropout)
     model.train(train)
     x = x.clone().requires_grad_(input_grad)
     if dropout_seed is not None:
