@@ -48,8 +48,11 @@ def die(): os._exit(3)
 def segv(): os.kill(os.getpid(), signal.SIGSEGV)
 def big(): return torch.empty(50 * 1024**3, dtype=torch.uint8)
 def fill(n): return int(torch.ones(n, dtype=torch.uint8).sum())
-def hold_and_spin(n):
-    block = torch.ones(n, dtype=torch.uint8)
+def resident_bytes():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmRSS:"))
+def hold_and_spin(total):
+    block = torch.ones(max(total - resident_bytes(), 1), dtype=torch.uint8)  # resident size now ~total
     end = time.process_time() + 60
     while time.process_time() < end:
         pass
@@ -412,16 +415,20 @@ def test_memory_limit_kills_and_is_reported(engine, folder: Path) -> None:
 
 def test_a_call_stopped_near_the_memory_cap_is_named_out_of_memory(engine, folder: Path) -> None:
     """Near the cgroup's cap the kernel evicts and re-reads pages and work crawls until a time limit
-    ends it: the verdict names memory, the cause, with the figures the zygote read (VmHWM)."""
-    limits = Limits(memory_bytes=2 * 1024**3)
+    ends it: the verdict names memory, the cause, with the figures the zygote read (VmHWM).
+
+    The probe tops its resident size up to a share of the cap (torch's own footprint differs between
+    hosts), and the CPU floor leaves room to fill the memory before the spin that the limit ends."""
+    cap = 2 * 1024**3
+    limits = Limits(memory_bytes=cap)
     with backend.DockerSandbox(client=engine, limits=limits) as box:
         s = WorkerSession(box, WorkerLaunch(folder, limits), OutputCapture())
-        impl = RemoteImplementation(s, "ex01_probe", DeadlineRule(cpu_floor_s=1.0, wall_floor_s=60))
+        impl = RemoteImplementation(s, "ex01_probe", DeadlineRule(cpu_floor_s=4.0, wall_floor_s=60))
         try:
             with pytest.raises(CpuLimitExceeded):  # little memory held: the CPU limit is the cause
-                impl.call("hold_and_spin", 300 * 1024**2)
+                impl.call("hold_and_spin", int(0.4 * cap))
             with pytest.raises(SubmissionProblem) as info:
-                impl.call("hold_and_spin", int(1.4 * 1024**3))
+                impl.call("hold_and_spin", int(0.87 * cap))  # over MEMORY_NEAR_CAP, short of the cap
             assert info.value.status == Status.OUT_OF_MEMORY, info.value.message.en
             assert "of its 2.0 GiB memory limit" in info.value.message.en
         finally:
