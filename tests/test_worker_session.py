@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,24 @@ def test_a_remembered_import_failure_does_not_pile_up_tracebacks(session: Worker
 
     first = depth()
     assert [depth() for _ in range(5)] == [first] * 5
+
+
+def test_the_worker_raises_a_remembered_import_failure_with_the_import_frames_only(tmp_path: Path) -> None:
+    """The worker's side of the same rule: asking again for a module whose import failed raises the
+    stored exception with the import's frames (the student's line), not with every earlier ask's."""
+    from grader.worker.__main__ import ModuleHost
+
+    (tmp_path / "ex01_bad.py").write_text("x = 1\nraise ValueError('boom')\n")
+    host = ModuleHost(str(tmp_path))
+
+    def frames() -> list[str]:
+        with pytest.raises(ValueError) as info:
+            host.get("ex01_bad")
+        return [f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_tb(info.value.__traceback__)]
+
+    first, again = frames(), frames()
+    assert first[-1].endswith("ex01_bad.py:2") and again[-len(first) + 1:] == first[1:]
+    assert [frames() for _ in range(3)] == [again] * 3
 
 
 def test_worker_environment_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import traceback
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import torch
@@ -84,13 +84,14 @@ class ModuleHost:
         if self.directory not in sys.path:
             sys.path.append(self.directory)
         self._modules: dict[str, ModuleType] = {}
-        self._failures: dict[str, BaseException] = {}
+        self._failures: dict[str, tuple[BaseException, TracebackType | None]] = {}
 
     def get(self, name: str) -> ModuleType:
         if not MODULE_NAME.match(name):
             raise ModuleMissing(f"invalid exercise name {name!r}")
-        if name in self._failures:
-            raise self._failures[name]
+        if name in self._failures:  # raised again with the import's own frames, not piled on each time
+            failure, frames = self._failures[name]
+            raise failure.with_traceback(frames)
         if name not in self._modules:
             path = os.path.join(self.directory, f"{name}.py")
             if not os.path.isfile(path):
@@ -103,7 +104,7 @@ class ModuleHost:
                 spec.loader.exec_module(module)
             except BaseException as exc:  # noqa: BLE001 - anything the import does is the student's
                 exc.__dict__["grader_phase"] = "import"
-                self._failures[name] = exc
+                self._failures[name] = (exc, exc.__traceback__)
                 raise
             self._modules[name] = module
         return self._modules[name]
