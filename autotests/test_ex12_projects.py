@@ -487,7 +487,7 @@ def _gan_replay(g_state, d_state, reals, lr_g, lr_d, seed, latent):
         grads = torch.autograd.grad(g_loss, list(G.values()))
         with torch.no_grad():
             G = {k: (v - lr_g * g).requires_grad_(True) for (k, v), g in zip(G.items(), grads)}
-        out["losses"].append([float(d_loss), float(g_loss)])
+        out["losses"].append([float(d_loss.detach()), float(g_loss.detach())])
         out["g_states"].append({k: v.detach() for k, v in G.items()})
         out["d_states"].append({k: v.detach() for k, v in D.items()})
     return out

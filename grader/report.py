@@ -34,12 +34,15 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class Regrade:
-    """A test graded twice: how the first run ended (what any audience may read of it), and
-    whether the second had the host to itself."""
+    """A test graded twice: how the first run ended (what any audience may read of it), why it ran
+    again (``host``: a timeout or speed verdict the host's load may have caused; ``chance``: a short
+    training run that missed its threshold, run once more on fresh data), and whether the second
+    run had the host to itself."""
 
     first_status: Status
     first_message: Msg | None
     alone: bool
+    cause: str = "host"
 
 
 @dataclass
@@ -59,7 +62,7 @@ class TestResult:
     duration_s: float = 0.0
     detail: Msg | None = None  # inputs, expected values, the numbers: instructors, and students for public tests
     shows: str = "all"  # what a student sees of it: "all", "hint" (no detail) or "name" (pass/fail only)
-    regrade: Regrade | None = None  # the first outcome, when the test was graded once more alone
+    regrade: Regrade | None = None  # the first outcome, when the test was graded once more
     evidence: list[dict[str, Any]] = field(default_factory=list)  # figures for renderers (grader.evidence)
 
     def to_json(self) -> dict[str, Any]:
@@ -80,6 +83,7 @@ class TestResult:
                 "first_status": self.regrade.first_status.value,
                 "first_message": msg_json(self.regrade.first_message),
                 "alone": self.regrade.alone,
+                "cause": self.regrade.cause,
             },
         }
 

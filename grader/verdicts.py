@@ -41,6 +41,12 @@ class CheckFailed(AssertionError):
         self.summary = summary
 
 
+class ThresholdMissed(CheckFailed):
+    """A short training run's metric missed its threshold. Training from a random start on a random
+    split can, rarely, do that to a correct solution too, so the grader runs such a test once more on
+    fresh data before it reports the miss (a wrong solution misses both times)."""
+
+
 class SubmissionProblem(Exception):
     """The submission could not produce a result; ``status`` says how."""
 

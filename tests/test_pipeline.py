@@ -176,6 +176,36 @@ def test_a_speed_failure_is_regraded_alone_and_both_outcomes_reported(tmp_path: 
     assert "slower" in test["regrade"]["first_message"]["en"] and "regraded once, alone" in test["message"]["en"]
 
 
+def test_a_training_run_that_misses_its_threshold_runs_once_more_on_fresh_data(tmp_path: Path) -> None:
+    """A model that cannot learn the first time it is built (all weights zero: only the biases move)
+    and learns after: the accuracy test misses once, passes on fresh data, and the report keeps the
+    first miss beside it with the cause. A model that never learns misses twice and scores zero."""
+    reference = (COURSE.solutions_dir / "ex03_modules.py").read_text(encoding="utf-8")
+    stuck_once = reference + (
+        "\n\n_Learns = MLP\n_built = [0]\n\n\n"
+        "class MLP(_Learns):\n"
+        "    def __init__(self, *args, **kwargs):\n"
+        "        super().__init__(*args, **kwargs)\n"
+        "        _built[0] += 1\n"
+        "        if _built[0] == 1:\n"
+        "            with torch.no_grad():\n"
+        "                for p in self.parameters():\n"
+        "                    p.zero_()\n")
+    never = stuck_once.replace("if _built[0] == 1:", "if True:")
+    for name, source in (("once", stuck_once), ("never", never)):
+        proc, report = grade(write_zip(tmp_path / f"{name}.zip", {"exercises/ex03_modules.py": source}),
+                             tmp_path / name, "-k", "test_mlp_learns_blobs")
+        assert proc.returncode == 0, proc.stderr
+        test = results_of(report, "ex03_modules")["test_mlp_learns_blobs"]
+        assert test["regrade"]["cause"] == "chance" and test["regrade"]["first_status"] == "failed", test
+        assert "run once more on fresh data" in test["message"]["en"]
+        if name == "once":
+            assert test["status"] == "passed" and test["score"] == test["max_score"], test
+        else:
+            assert test["status"] == "failed" and test["score"] == 0, test
+            assert "held-out accuracy" in full_text(test), test
+
+
 def test_output_flood_is_capped(tmp_path: Path) -> None:
     source = REFERENCE + "\n\nfor _ in range(3000):\n    print('spam ' * 200)\n"
     proc, report = grade(write_zip(tmp_path / "loud.zip", {"exercises/ex01_tensors.py": source}),
