@@ -23,7 +23,7 @@ from grader.catalog import CourseNotFound, ExerciseSpec, find_course
 from grader.grading import GradingRun
 from grader.i18n import Msg
 from grader.implementations import LocalImplementation, RemoteImplementation
-from grader.report import Regrade, TestResult
+from grader.report import Regrade, RegradeCause, TestResult
 from grader.sandbox import SandboxUnavailable
 from grader.verdicts import CheckFailed, HostBusy, HostFault, Status, SubmissionProblem, ThresholdMissed
 
@@ -296,7 +296,7 @@ def _retrial_note(first: Msg) -> Msg:
 SAME_OUTCOME = Msg("结果相同", "the same outcome")
 
 
-def _with_regrade(first: TestResult, final: TestResult, alone: bool, cause: str = "host") -> TestResult:
+def _with_regrade(first: TestResult, final: TestResult, alone: bool, cause: RegradeCause = "host") -> TestResult:
     """The regrade's outcome, with the first one recorded beside it and named in the message."""
     first_said = first.message or STATUS_SUMMARY.get(first.status, Msg(first.status.value, first.status.value))
     if first.status == final.status and first.message == final.message:

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from grader.i18n import Lang, Msg
 from grader.verdicts import Status
@@ -32,6 +32,9 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+RegradeCause = Literal["host", "chance"]
+
+
 @dataclass(frozen=True)
 class Regrade:
     """A test graded twice: how the first run ended (what any audience may read of it), why it ran
@@ -42,7 +45,7 @@ class Regrade:
     first_status: Status
     first_message: Msg | None
     alone: bool
-    cause: str = "host"
+    cause: RegradeCause = "host"
 
 
 @dataclass
