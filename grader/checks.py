@@ -41,11 +41,13 @@ def tolerance_for(dtype: torch.dtype) -> Tolerance:
     return TOLERANCES.get(dtype, EXACT)
 
 
-def fail(message: Msg, hint: Msg | None = None, symptom: Msg | None = None) -> None:
+def fail(message: Msg, hint: Msg | None = None, symptom: Msg | None = None,
+         error: type[CheckFailed] = CheckFailed) -> None:
     """Fail a check. ``message`` may name inputs and values; ``symptom`` must not (a student may
-    see it, with the hint, for a hidden test)."""
+    see it, with the hint, for a hidden test). ``error`` says what kind of failure it is
+    (``ThresholdMissed``: a training run's miss, which the grader runs once more)."""
     summary = symptom + hint if symptom and hint else symptom or hint
-    raise CheckFailed(message + hint if hint else message, summary)
+    raise error(message + hint if hint else message, summary)
 
 
 def fail_on_probe_error(result: dict, what: str, hint: Msg | None = None) -> None:
@@ -229,7 +231,7 @@ def assert_at_least(value: float, threshold: float, message: Msg, *, metric: str
     ``ThresholdMissed``: the test is run once more on fresh data before the miss is reported."""
     _record_threshold(value, threshold, metric, curve, "at_least")
     if not (math.isfinite(value) and value >= threshold):
-        raise ThresholdMissed(message + hint if hint else message, hint)
+        fail(message, hint, error=ThresholdMissed)
 
 
 def assert_at_most(value: float, threshold: float, message: Msg, *, metric: str = "mse",
@@ -238,7 +240,7 @@ def assert_at_most(value: float, threshold: float, message: Msg, *, metric: str 
     recorded for the report like ``assert_at_least``."""
     _record_threshold(value, threshold, metric, curve, "at_most")
     if not (math.isfinite(value) and value < threshold):
-        raise ThresholdMissed(message + hint if hint else message, hint)
+        fail(message, hint, error=ThresholdMissed)
 
 
 def _record_threshold(value: float, threshold: float, metric: str, curve: Any, direction: str) -> None:

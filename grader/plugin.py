@@ -268,16 +268,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         evidence=evidence.take(),
     )
     raised = call.excinfo.value if call.excinfo is not None else None
-    item.stash[LOAD_MAY_MATTER] = isinstance(raised, HostBusy) or (
+    load_may_matter = isinstance(raised, HostBusy) or (
         status == Status.TIMED_OUT and not getattr(raised, "load_independent", False)) or (
         status == Status.FAILED and item.get_closest_marker("speed") is not None)
-    item.stash[CHANCE_MAY_MATTER] = isinstance(raised, ThresholdMissed)
+    item.stash[RERUN_CAUSE] = "host" if load_may_matter else "chance" if isinstance(raised, ThresholdMissed) else None
 
 
 RESULT = pytest.StashKey[TestResult]()
 ATTEMPT = pytest.StashKey[int]()
-LOAD_MAY_MATTER = pytest.StashKey[bool]()  # the outcome is one a busy host can cause: regrade it alone
-CHANCE_MAY_MATTER = pytest.StashKey[bool]()  # a training run missed its threshold: run it once more on fresh data
+# Why a test's outcome calls for a second run: "host", one a busy host can cause (regraded alone);
+# "chance", a short training run that missed its threshold (run once more on fresh data); None: final.
+RERUN_CAUSE = pytest.StashKey[RegradeCause | None]()
 
 
 def _regrade_note(first: Msg, alone: bool) -> Msg:
@@ -296,7 +297,7 @@ def _retrial_note(first: Msg) -> Msg:
 SAME_OUTCOME = Msg("结果相同", "the same outcome")
 
 
-def _with_regrade(first: TestResult, final: TestResult, alone: bool, cause: RegradeCause = "host") -> TestResult:
+def _with_regrade(first: TestResult, final: TestResult, alone: bool, cause: RegradeCause) -> TestResult:
     """The regrade's outcome, with the first one recorded beside it and named in the message."""
     first_said = first.message or STATUS_SUMMARY.get(first.status, Msg(first.status.value, first.status.value))
     if first.status == final.status and first.message == final.message:
@@ -328,22 +329,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         reports = runtestprotocol(item, nextitem=nextitem, log=False)
     first = item.stash.get(RESULT, None)
     final = first
-    if first is not None and item.stash.get(LOAD_MAY_MATTER, False):
-        item.stash[ATTEMPT] = 2  # fresh inputs: results remembered from the first run are no help
-        with run.host_lock.alone() as alone:
+    cause = item.stash.get(RERUN_CAUSE, None)
+    if first is not None and cause is not None:
+        item.stash[ATTEMPT] = 2  # fresh inputs (another split and seed): nothing remembered from the first run helps
+        # A chance miss needs no quiet host: it runs beside other gradings (shared() yields None: not alone).
+        with run.host_lock.alone() if cause == "host" else run.host_lock.shared() as alone:
             evidence.take()
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
         second = item.stash.get(RESULT, None)
         if second is not None and second is not first:
-            final = _with_regrade(first, second, alone)
-    elif first is not None and item.stash.get(CHANCE_MAY_MATTER, False):
-        item.stash[ATTEMPT] = 2  # another split and another training seed
-        with run.host_lock.shared():
-            evidence.take()
-            reports = runtestprotocol(item, nextitem=nextitem, log=False)
-        second = item.stash.get(RESULT, None)
-        if second is not None and second is not first:
-            final = _with_regrade(first, second, alone=False, cause="chance")
+            final = _with_regrade(first, second, bool(alone), cause)
     for report in reports:
         hook.pytest_runtest_logreport(report=report)
     hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
