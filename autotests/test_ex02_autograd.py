@@ -701,6 +701,7 @@ def _assert_no_trace(res: dict[str, Any], state: dict[str, torch.Tensor], x: tor
 def test_input_saliency_shape(student, rng):
     """The saliency has x's shape and dtype, is non-negative and does not require grad."""
     state = _linear_state(rng, 4, 3)
+    state["weight"][:, 0] = -state["weight"][:, 0].abs() - 0.1  # every class's gradient has a negative entry
     x = torch.randn(6, 4, generator=rng)
     res = _saliency(student, state, x, torch.randint(0, 3, (6,), generator=rng))
     out = res["value"]

@@ -622,12 +622,14 @@ def _classify(state: dict, tokens: torch.Tensor, lengths: torch.Tensor, hidden: 
 
 def _sentences(rng: torch.Generator, batch: int, steps: int, vocab: int, pad: int = 0, full: int = 1
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lengths in [1, steps] (``full`` of them equal to ``steps``), never in decreasing order unless all equal; tokens
-    other than ``pad``, padded with it."""
+    """Lengths in [1, steps] (``full`` of them equal to ``steps``), never in decreasing order (nor all equal) unless
+    ``full`` is the whole batch; tokens other than ``pad``, padded with it."""
     lengths = torch.randint(1, steps + 1, (batch,), generator=rng)
     lengths[torch.randperm(batch, generator=rng)[:full]] = steps
     if batch > 1 and bool((lengths[:-1] >= lengths[1:]).all()):
         lengths = lengths.flip(0)  # never sorted longest first by chance: enforce_sorted=True must fail
+    if batch > full and steps > 1 and bool((lengths[:-1] >= lengths[1:]).all()):
+        lengths[0] = 1  # all equal: sorted either way; one short row first makes the batch unsorted
     tokens = torch.randint(0, vocab - 1, (batch, steps), generator=rng)
     tokens = tokens + (tokens >= pad).long()  # every id but pad
     tokens[torch.arange(steps) >= lengths[:, None]] = pad

@@ -264,6 +264,8 @@ def test_focal_alpha_float_and_per_class(student, rng):
     alpha = torch.rand(c, generator=rng) + 0.1
     for n, dtype in ((4, torch.float32), (9, torch.float64), (1, torch.float32)):
         logits, target = _logits(rng, n, c, dtype=dtype), _targets(rng, n, c)
+        if n == c:  # never the targets 0..C-1, where alpha by position equals alpha by class
+            target[0] = 1 + int(target[0]) % (c - 1)
         for reduction in ("mean", "none"):
             _check_focal(student, logits, target, {"alpha": alpha, "gamma": 2.0, "reduction": reduction},
                          f"FocalLoss(alpha=tensor[{c}], gamma=2.0, reduction={reduction!r})(logits[{n},{c}], target[{n}])")
@@ -495,9 +497,9 @@ def test_dropconnect_masks_weights(student, rng):
 def test_dropconnect_gradients(student, rng):
     """Dropped weights get zero gradient, kept ones (goᵀx)/(1 - p); the bias gets the whole sum of
     grad_output (never dropped); the input gets grad_output @ (weight ⊙ M / (1 - p))."""
-    p = 0.3
-    what = "DropConnectLinear(10, 7, p=0.3)(x[4,10]).train()"
-    res, state, x, go = _dc_run(student, rng, 10, 7, p, 4, True, what)
+    p = 0.3  # 48 outputs: a layer that drops bias entries too keeps all 48 with probability 0.7**48 < 1e-7
+    what = "DropConnectLinear(10, 48, p=0.3)(x[4,10]).train()"
+    res, state, x, go = _dc_run(student, rng, 10, 48, p, 4, True, what)
     mask = _recover_mask(res, state, x, go, p, what)
     checks.assert_grad(res["grads"].get("bias"), go.sum(0), "layer.bias", hint=BIAS_KEPT)
     checks.assert_grad(res.get("x_grad"), go @ (state["weight"] * mask), "x", hint=MASK_WEIGHTS)

@@ -644,7 +644,7 @@ def test_detection_shapes_and_dtypes(student, rng):
     checks.assert_dtype(out, torch.float32, "box_iou(a[5, 4], b[3, 4])")
     out64 = checks.call_or_fail(lambda: student.box_iou(a.double(), b.double()), "box_iou(float64)")
     checks.assert_dtype(out64, torch.float64, "box_iou(float64)")
-    scores = torch.rand(5, generator=rng)
+    scores = (torch.randperm(5, generator=rng).float() + torch.rand(5, generator=rng)) / 5  # two under 0.4, three over
     kept = checks.call_or_fail(lambda: student.nms(a, scores, 0.5), "nms(boxes[5, 4], scores[5], 0.5)")
     checks.assert_tensor(kept, "nms(boxes[5, 4], scores[5], 0.5)")
     checks.assert_dtype(kept, torch.int64, "nms(boxes[5, 4], scores[5], 0.5)", NMS_RULE)
