@@ -72,13 +72,14 @@ def sweep_group(group: list[Variant], seeds: list[str]) -> dict[tuple[str, str, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first", type=int, default=0, help="number of the first seed (another sweep, other seeds)")
     parser.add_argument("--exercise", nargs="*", default=None)
     parser.add_argument("--mutant", nargs="*", default=None, help="only these mutants (by name)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mutant-seeds.json")
     args = parser.parse_args()
     mutants = [m for m in load_variants("mutant") if (not args.exercise or m.exercise in args.exercise)
                and (not args.mutant or m.name in args.mutant)]
-    seeds = [f"seed-sweep-{k}" for k in range(args.seeds)]
+    seeds = [f"seed-sweep-{k}" for k in range(args.first, args.first + args.seeds)]
     started = time.perf_counter()
     caught: dict[tuple[str, str, str], list[bool]] = {}
     groups = _grouped(mutants)
@@ -90,10 +91,11 @@ def main() -> int:
     escapes = [{"exercise": e, "mutant": m, "test": t, "caught": sum(v), "seeds": len(v)}
                for (e, m, t), v in sorted(caught.items()) if not all(v)]
     for row in escapes:
-        print(f"ESCAPED {row['exercise']}:{row['mutant']} in {row['test']}: caught on {row['caught']}/{row['seeds']} seeds")
+        print(f"ESCAPED {row['exercise']}:{row['mutant']} in {row['test']}: "
+              f"caught on {row['caught']}/{row['seeds']} seeds")
     args.out.write_text(json.dumps({
-        "date": date.today().isoformat(), "seeds": args.seeds, "mutants": len(mutants), "pairs": len(caught),
-        "wall_s": round(time.perf_counter() - started, 1), "escapes": escapes}, indent=2) + "\n")
+        "date": date.today().isoformat(), "seeds": args.seeds, "first_seed": args.first, "mutants": len(mutants),
+        "pairs": len(caught), "wall_s": round(time.perf_counter() - started, 1), "escapes": escapes}, indent=2) + "\n")
     return 1 if escapes else 0
 
 
