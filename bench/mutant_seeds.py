@@ -69,6 +69,12 @@ def sweep_group(group: list[Variant], seeds: list[str]) -> dict[tuple[str, str, 
     return caught
 
 
+def escapes(caught: dict[tuple[str, str, str], list[bool]]) -> list[dict[str, object]]:
+    """The pairs not caught on every seed, with how often they were."""
+    return [{"exercise": e, "mutant": m, "test": t, "caught": sum(v), "seeds": len(v)}
+            for (e, m, t), v in sorted(caught.items()) if not all(v)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -85,18 +91,18 @@ def main() -> int:
     groups = _grouped(mutants)
     for number, group in enumerate(groups, 1):
         caught |= sweep_group(group, seeds)
-        escaped = sum(not all(v) for v in caught.values())
-        print(f"group {number}/{len(groups)}: {len(caught)} pairs, {escaped} escaped some seed, "
+        missed = sum(not all(v) for v in caught.values())
+        print(f"group {number}/{len(groups)}: {len(caught)} pairs, {missed} escaped some seed, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    escapes = [{"exercise": e, "mutant": m, "test": t, "caught": sum(v), "seeds": len(v)}
-               for (e, m, t), v in sorted(caught.items()) if not all(v)]
-    for row in escapes:
+    escaped = escapes(caught)
+    for row in escaped:
         print(f"ESCAPED {row['exercise']}:{row['mutant']} in {row['test']}: "
               f"caught on {row['caught']}/{row['seeds']} seeds")
     args.out.write_text(json.dumps({
         "date": date.today().isoformat(), "seeds": args.seeds, "first_seed": args.first, "mutants": len(mutants),
-        "pairs": len(caught), "wall_s": round(time.perf_counter() - started, 1), "escapes": escapes}, indent=2) + "\n")
-    return 1 if escapes else 0
+        "pairs": len(caught), "wall_s": round(time.perf_counter() - started, 1), "escapes": escaped,
+    }, indent=2) + "\n")
+    return 1 if escaped else 0
 
 
 if __name__ == "__main__":
