@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -27,28 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import COURSE, Variant, load_variants, shared_reference  # noqa: E402
+from support import COURSE, Variant, load_variants, shared_reference, shown_text, write_variants  # noqa: E402
 from test_mutants import _grouped  # noqa: E402
 
 from grader.grading import GradingRun  # noqa: E402
 from grader.pipeline import run_autotests  # noqa: E402
-from grader.report import TestResult  # noqa: E402
 from grader.verdicts import Status  # noqa: E402
-
-
-def _shown(result: TestResult) -> str:
-    """The English text an instructor reads for a result (as ``tests/test_mutants.py`` checks it)."""
-    return " ".join(m.en for m in (result.message, result.detail) if m is not None)
 
 
 def sweep_group(group: list[Variant], seeds: list[str]) -> dict[tuple[str, str, str], list[bool]]:
     """(exercise, mutant, test) -> per seed, whether the test took the mutant's points with the
     expected message."""
-    folder = Path(tempfile.mkdtemp(prefix="grader-seed-sweep-"))
-    for variant in group:
-        source = (COURSE.solutions_dir / f"{variant.exercise}.py").read_text(encoding="utf-8")
-        (folder / f"{variant.exercise}.py").write_text(variant.apply(source), encoding="utf-8")
-    run = GradingRun(course=COURSE, modules_dir=folder, reference_dir=COURSE.solutions_dir,
+    run = GradingRun(course=COURSE, modules_dir=write_variants(group), reference_dir=COURSE.solutions_dir,
                      print_summary=False, shared_reference=shared_reference())
     keyword = " or ".join(sorted({name for v in group for name in v.fails}))
     caught: dict[tuple[str, str, str], list[bool]] = {}
@@ -62,7 +51,7 @@ def sweep_group(group: list[Variant], seeds: list[str]) -> dict[tuple[str, str, 
                 for name in variant.fails:
                     result = results.get((variant.exercise, name))
                     took = result is not None and result.status not in (Status.PASSED, Status.GRADER_ERROR) \
-                        and result.score == 0 and variant.message.lower() in _shown(result).lower()
+                        and result.score == 0 and variant.message.lower() in shown_text(result).lower()
                     caught.setdefault((variant.exercise, variant.name, name), []).append(took)
     finally:
         run.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -94,6 +95,20 @@ class Variant:
                 raise AssertionError(f"{self.exercise}/{self.name}: {old!r} occurs {count} times in the reference")
             source = source.replace(old, new)
         return source
+
+
+def write_variants(group: list[Variant]) -> Path:
+    """A fresh folder holding each variant's exercise file (the reference with its changes)."""
+    folder = Path(tempfile.mkdtemp(prefix="grader-variants-"))
+    for variant in group:
+        source = (COURSE.solutions_dir / f"{variant.exercise}.py").read_text(encoding="utf-8")
+        (folder / f"{variant.exercise}.py").write_text(variant.apply(source), encoding="utf-8")
+    return folder
+
+
+def shown_text(result: TestResult) -> str:
+    """The English text an instructor reads for a result: its message and detail."""
+    return " ".join(m.en for m in (result.message, result.detail) if m is not None)
 
 
 def load_variants(kind: str) -> list[Variant]:

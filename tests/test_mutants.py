@@ -18,12 +18,10 @@ import datetime
 import functools
 import os
 import random
-import tempfile
 from itertools import zip_longest
-from pathlib import Path
 
 import pytest
-from support import COURSE, Variant, grade_folder_per_exercise, load_variants
+from support import COURSE, Variant, grade_folder_per_exercise, load_variants, shown_text, write_variants
 
 from grader.report import TestResult
 from grader.verdicts import Status
@@ -64,11 +62,7 @@ ALTERNATIVES = [(i, v) for i, group in enumerate(ALTERNATIVE_GROUPS) for v in gr
 
 
 def _grade_group(group: list[Variant], keyword: str) -> dict[tuple[str, str], TestResult]:
-    folder = Path(tempfile.mkdtemp(prefix="grader-variants-"))
-    for variant in group:
-        source = (COURSE.solutions_dir / f"{variant.exercise}.py").read_text(encoding="utf-8")
-        (folder / f"{variant.exercise}.py").write_text(variant.apply(source), encoding="utf-8")
-    return grade_folder_per_exercise(folder, [v.exercise for v in group], keyword=keyword)
+    return grade_folder_per_exercise(write_variants(group), [v.exercise for v in group], keyword=keyword)
 
 
 @functools.lru_cache(maxsize=4)
@@ -90,7 +84,7 @@ def test_mutant_loses_points_with_a_clear_message(index: int, mutant: Variant) -
         result = results[(mutant.exercise, name)]
         assert result.status not in (Status.PASSED, Status.GRADER_ERROR), f"{name} did not catch: {mutant.description}"
         assert result.score == 0
-        text = " ".join(m.en for m in (result.message, result.detail) if m is not None)  # what an instructor sees
+        text = shown_text(result)
         assert mutant.message.lower() in text.lower(), f"{name}: message lacks {mutant.message!r}: {text}"
 
 
